@@ -1,0 +1,1 @@
+//! The metric-operation contract (being written).
