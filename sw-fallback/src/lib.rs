@@ -1,1 +1,271 @@
-//! The software metric engine (being written).
+//! The software metric engine: streamon's metric layer on a CPU, the
+//! bit-exact twin of the FPGA pipeline in `hw`.
+//!
+//! [`SwEngine`] implements [`MetricEngine`] from `streamon-contract`, whose
+//! docs (and `docs/metric-contract.md`) define every result; this crate only
+//! decides how to compute them fast. It does no I/O, reads no clock and
+//! allocates nothing per operation.
+//!
+//! [`SwEngine::apply`] works in chunks of [`BATCH`] ops: it hashes the whole
+//! chunk and prefetches every cache line the chunk will touch, then applies
+//! the ops in order. Order is what the contract fixes; the prefetches only
+//! let the cache misses of a chunk overlap.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod prefetch;
+mod sketch;
+mod table;
+mod vd;
+
+use streamon_contract::dump::HEADER_WORDS;
+use streamon_contract::h3::{h3, Positions};
+use streamon_contract::op::OP_FLAG_IF_NEW;
+use streamon_contract::{
+    MetricEngine, MetricId, MetricKind, MetricPlan, Op, OpKind, OpResult, ResultFlags, Status,
+    KEY_MAX,
+};
+
+use sketch::{CountMin, DecayingFilter, HyperLogLog};
+use table::{ExactTable, PackedKey};
+use vd::VariationDetector;
+
+/// Ops hashed and prefetched together.
+pub const BATCH: usize = 16;
+
+enum Metric {
+    Vd(VariationDetector),
+    Decaying(DecayingFilter),
+    CountMin(CountMin),
+    Hll(HyperLogLog),
+    Global(u64),
+    Table(ExactTable),
+}
+
+/// The software engine.
+pub struct SwEngine {
+    plans: Vec<MetricPlan>,
+    metrics: Vec<Metric>,
+    /// `Some(new)` right after a successful detector get: whether the key
+    /// was new. Any other op closes it (`None`).
+    gate: Option<bool>,
+}
+
+impl SwEngine {
+    /// Builds an engine for these installed plans (metric id = index).
+    /// Memory is allocated here, zeroed lazily by the OS.
+    pub fn new(plans: &[MetricPlan]) -> SwEngine {
+        let metrics = plans
+            .iter()
+            .map(|p| match p.kind {
+                MetricKind::VariationDetector => Metric::Vd(VariationDetector::new(p)),
+                MetricKind::DecayingFilter => Metric::Decaying(DecayingFilter::new(p)),
+                MetricKind::CountMin => Metric::CountMin(CountMin::new(p)),
+                MetricKind::HyperLogLog => Metric::Hll(HyperLogLog::new(p)),
+                MetricKind::Global => Metric::Global(0),
+                MetricKind::ExactCounter | MetricKind::ExactEwma | MetricKind::SlidingWindow => {
+                    Metric::Table(ExactTable::new(p))
+                }
+            })
+            .collect();
+        SwEngine {
+            plans: plans.to_vec(),
+            metrics,
+            gate: None,
+        }
+    }
+
+    /// Total memory of all metrics, bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.plans.iter().map(MetricPlan::memory_bytes).sum()
+    }
+
+    /// Checks an op against the contract's validation order: kind byte,
+    /// metric id, key length, kind-for-metric, gate.
+    #[inline]
+    fn validate(&self, op: &Op) -> Result<OpKind, Status> {
+        let kind = OpKind::from_u8(op.kind).ok_or(Status::UnknownOpKind)?;
+        let plan = self.plans.get(op.metric as usize).ok_or(Status::UnknownMetric)?;
+        if op.key_len as usize > KEY_MAX {
+            return Err(Status::KeyTooLong);
+        }
+        let supported = match plan.kind {
+            MetricKind::VariationDetector => {
+                matches!(kind, OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet | OpKind::Clear)
+            }
+            MetricKind::HyperLogLog => {
+                matches!(kind, OpKind::Add | OpKind::Get | OpKind::AddGet | OpKind::Clear)
+            }
+            _ => !matches!(kind, OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet),
+        };
+        if !supported {
+            return Err(Status::UnsupportedOp);
+        }
+        if op.flags & OP_FLAG_IF_NEW != 0
+            && (!matches!(kind, OpKind::Add | OpKind::AddGet) || self.gate.is_none())
+        {
+            return Err(Status::BadGate);
+        }
+        Ok(kind)
+    }
+
+    #[inline]
+    fn prefetch(&self, op: &Op, pos: &Positions) {
+        match self.metrics.get(op.metric as usize) {
+            Some(Metric::Vd(vd)) => {
+                let p = vd.block_ptr(pos);
+                prefetch::prefetch(p);
+                prefetch::prefetch(p.wrapping_add(8));
+            }
+            Some(Metric::Decaying(f)) => f.prefetch(pos),
+            Some(Metric::CountMin(c)) => c.prefetch(pos),
+            Some(Metric::Table(t)) => t.prefetch(pos),
+            _ => {}
+        }
+    }
+
+    fn apply_checked(&mut self, op: &Op, kind: OpKind, pos: &Positions) -> OpResult {
+        let id = op.metric;
+        let mut flags = 0u8;
+        // A closed gate turns Add into nothing and AddGet into Get.
+        let mut kind = kind;
+        if op.flags & OP_FLAG_IF_NEW != 0 && self.gate == Some(false) {
+            flags |= ResultFlags::GATED;
+            match kind {
+                OpKind::AddGet => kind = OpKind::Get,
+                _ => return OpResult::ok(id, 0, flags),
+            }
+        }
+        let ts = op.ts_ns;
+        let value = match &mut self.metrics[id as usize] {
+            Metric::Vd(vd) => match kind {
+                OpKind::VdGet => vd.get(pos),
+                OpKind::VdSet | OpKind::VdGetSet => {
+                    let seen = if kind == OpKind::VdGetSet { vd.get(pos) } else { 0 };
+                    if vd.set(pos) {
+                        flags |= ResultFlags::SWAPPED;
+                    }
+                    seen
+                }
+                _ => {
+                    vd.clear();
+                    0
+                }
+            },
+            Metric::Decaying(f) => match kind {
+                OpKind::Add | OpKind::AddGet => f.add(pos, op.value, ts),
+                OpKind::Get => f.get(pos, ts),
+                OpKind::ResetKey => {
+                    f.reset(pos, ts);
+                    0
+                }
+                _ => {
+                    f.clear();
+                    0
+                }
+            },
+            Metric::CountMin(c) => match kind {
+                OpKind::Add | OpKind::AddGet => c.add(pos, op.value),
+                OpKind::Get => c.get(pos),
+                OpKind::ResetKey => {
+                    c.reset(pos);
+                    0
+                }
+                _ => {
+                    c.clear();
+                    0
+                }
+            },
+            Metric::Hll(h) => match kind {
+                OpKind::Add | OpKind::AddGet => h.add(pos),
+                OpKind::Get => h.packed(),
+                _ => {
+                    h.clear();
+                    h.packed()
+                }
+            },
+            Metric::Global(sum) => match kind {
+                OpKind::Add | OpKind::AddGet => {
+                    *sum = sum.saturating_add(op.value as u64);
+                    *sum
+                }
+                OpKind::Get => *sum,
+                _ => {
+                    *sum = 0;
+                    0
+                }
+            },
+            Metric::Table(t) => {
+                let key = PackedKey::new(op.key_bytes());
+                match kind {
+                    OpKind::Add | OpKind::AddGet => t.add(pos, &key, op.value, ts, &mut flags),
+                    OpKind::Get => t.get(pos, &key, ts),
+                    OpKind::ResetKey => {
+                        t.reset(pos, &key);
+                        0
+                    }
+                    _ => {
+                        t.clear();
+                        0
+                    }
+                }
+            }
+        };
+        OpResult::ok(id, value, flags)
+    }
+
+    fn apply_chunk(&mut self, ops: &[Op], results: &mut [OpResult]) {
+        let mut positions = [Positions::new(0); BATCH];
+        for (op, pos) in ops.iter().zip(positions.iter_mut()) {
+            *pos = Positions::new(h3(op.key_bytes()));
+            self.prefetch(op, pos);
+        }
+        for ((op, pos), out) in ops.iter().zip(&positions).zip(results.iter_mut()) {
+            *out = match self.validate(op) {
+                Ok(kind) => {
+                    let r = self.apply_checked(op, kind, pos);
+                    self.gate = kind.is_vd_get().then_some(r.value == 0);
+                    r
+                }
+                Err(status) => {
+                    self.gate = None;
+                    OpResult::error(op.metric, status)
+                }
+            };
+        }
+    }
+}
+
+impl MetricEngine for SwEngine {
+    fn apply(&mut self, ops: &[Op], results: &mut [OpResult]) {
+        assert_eq!(ops.len(), results.len(), "one result slot per op");
+        for (ops, results) in ops.chunks(BATCH).zip(results.chunks_mut(BATCH)) {
+            self.apply_chunk(ops, results);
+        }
+    }
+
+    fn dump(&self, metric: MetricId) -> Option<Vec<u64>> {
+        let plan = self.plans.get(metric as usize)?;
+        let m = &self.metrics[metric as usize];
+        let counter = match m {
+            Metric::Vd(vd) => vd.event_count(),
+            Metric::Table(t) => t.event_count(),
+            _ => 0,
+        };
+        let mut out = Vec::with_capacity(HEADER_WORDS);
+        out.extend([plan.kind as u64, plan.log2_size as u64, plan.width as u64, counter]);
+        match m {
+            Metric::Vd(vd) => vd.dump(&mut out),
+            Metric::Decaying(f) => f.dump(&mut out),
+            Metric::CountMin(c) => c.dump(&mut out),
+            Metric::Hll(h) => h.dump(&mut out),
+            Metric::Global(sum) => out.push(*sum),
+            Metric::Table(t) => t.dump(&mut out),
+        }
+        Some(out)
+    }
+
+    fn plans(&self) -> &[MetricPlan] {
+        &self.plans
+    }
+}

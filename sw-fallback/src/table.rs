@@ -1,0 +1,230 @@
+//! Exact per-key tables: counters (`dleft`), decaying counts (`tewma-fast`)
+//! and sliding-window counts.
+//!
+//! A table is `2^b` buckets of `ways` 64-byte slots; a key lives in the
+//! bucket its hash names, in any way. Identity is the whole key (stored),
+//! never a fingerprint: the original's d-left table matched 32-bit
+//! fingerprints, could not store a key whose fingerprint was 0, and crashed
+//! when full. Here a full bucket evicts its least recently written slot
+//! (ties to the lowest way), and every eviction is counted and flagged.
+//!
+//! A bucket's slots are contiguous, so one op touches `ways` adjacent cache
+//! lines of one page (in hardware: one wide word).
+
+use streamon_contract::fixed::{age, count_from_value, decay, later_tick, tick};
+use streamon_contract::h3::Positions;
+use streamon_contract::{MetricKind, MetricPlan, ResultFlags, KEY_MAX};
+
+/// One slot as 8 words: key (5 words, little-endian), `occupied | len << 8`,
+/// value, `tick | aux << 32`. Plain words so a table allocates as zeroed
+/// pages.
+type Slot = [u64; 8];
+
+const W_META: usize = 5;
+const W_VALUE: usize = 6;
+const W_TIME: usize = 7;
+
+pub(crate) struct ExactTable {
+    kind: MetricKind,
+    log2_buckets: u32,
+    ways: usize,
+    tick_shift: u8,
+    decay: Vec<u32>,
+    window_ticks: u32,
+    window_recip: u32,
+    slots: Vec<Slot>,
+    evictions: u64,
+}
+
+/// A key packed the way slots store it.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedKey {
+    words: [u64; 5],
+    meta: u64,
+}
+
+impl PackedKey {
+    #[inline]
+    pub(crate) fn new(key: &[u8]) -> PackedKey {
+        debug_assert!(key.len() <= KEY_MAX);
+        let mut bytes = [0u8; KEY_MAX];
+        bytes[..key.len()].copy_from_slice(key);
+        let mut words = [0u64; 5];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        }
+        PackedKey {
+            words,
+            meta: 1 | (key.len() as u64) << 8,
+        }
+    }
+}
+
+impl ExactTable {
+    pub(crate) fn new(plan: &MetricPlan) -> Self {
+        ExactTable {
+            kind: plan.kind,
+            log2_buckets: plan.log2_size,
+            ways: plan.width as usize,
+            tick_shift: plan.tick_shift,
+            decay: plan.decay.clone(),
+            window_ticks: plan.window_ticks,
+            window_recip: plan.window_recip,
+            slots: vec![[0u64; 8]; plan.width as usize * (1usize << plan.log2_size)],
+            evictions: 0,
+        }
+    }
+
+    #[inline]
+    fn bucket_start(&self, pos: &Positions) -> usize {
+        pos.bucket(self.log2_buckets) * self.ways
+    }
+
+    #[inline]
+    pub(crate) fn prefetch(&self, pos: &Positions) {
+        let start = self.bucket_start(pos);
+        for s in &self.slots[start..start + self.ways] {
+            crate::prefetch::prefetch(s);
+        }
+    }
+
+    #[inline]
+    fn find(&self, start: usize, key: &PackedKey) -> Option<usize> {
+        (start..start + self.ways).find(|&i| {
+            let s = &self.slots[i];
+            s[W_META] == key.meta && s[..5] == key.words
+        })
+    }
+
+    /// Finds the key's slot or makes one: the first free way, else the way
+    /// written longest ago (evicted).
+    fn find_or_insert(&mut self, start: usize, key: &PackedKey, now: u32, flags: &mut u8) -> usize {
+        if let Some(i) = self.find(start, key) {
+            return i;
+        }
+        let slot = match (start..start + self.ways).find(|&i| self.slots[i][W_META] & 1 == 0) {
+            Some(free) => free,
+            None => {
+                let mut victim = start;
+                let mut oldest = 0;
+                for i in start..start + self.ways {
+                    let a = age(now, self.slots[i][W_TIME] as u32);
+                    if a > oldest {
+                        oldest = a;
+                        victim = i;
+                    }
+                }
+                self.evictions += 1;
+                *flags |= ResultFlags::EVICTED;
+                victim
+            }
+        };
+        *flags |= ResultFlags::INSERTED;
+        let s = &mut self.slots[slot];
+        s[..5].copy_from_slice(&key.words);
+        s[W_META] = key.meta;
+        s[W_VALUE] = 0;
+        // A new sliding-window slot starts its window now (aux = start).
+        s[W_TIME] = now as u64 | (now as u64) << 32;
+        slot
+    }
+
+    pub(crate) fn add(&mut self, pos: &Positions, key: &PackedKey, value: u32, ts_ns: u64, flags: &mut u8) -> u64 {
+        let now = tick(ts_ns, self.tick_shift);
+        let start = self.bucket_start(pos);
+        let i = self.find_or_insert(start, key, now, flags);
+        let (window_ticks, recip) = (self.window_ticks, self.window_recip);
+        let kind = self.kind;
+        let decay_table = &self.decay;
+        let s = &mut self.slots[i];
+        let then = s[W_TIME] as u32;
+        let result = match kind {
+            MetricKind::ExactCounter => {
+                s[W_VALUE] = s[W_VALUE].saturating_add(value as u64);
+                s[W_VALUE]
+            }
+            MetricKind::ExactEwma => {
+                s[W_VALUE] = decay(s[W_VALUE], age(now, then), decay_table)
+                    .saturating_add(count_from_value(value));
+                s[W_VALUE]
+            }
+            _ => {
+                let (cur, prev, start_tick) =
+                    roll(s[W_VALUE], (s[W_TIME] >> 32) as u32, now, window_ticks);
+                let cur = cur.saturating_add(value);
+                s[W_VALUE] = cur as u64 | (prev as u64) << 32;
+                s[W_TIME] = (s[W_TIME] & 0xFFFF_FFFF) | (start_tick as u64) << 32;
+                estimate(cur, prev, age(now, start_tick), window_ticks, recip)
+            }
+        };
+        s[W_TIME] = (s[W_TIME] & !0xFFFF_FFFF) | later_tick(now, then) as u64;
+        result
+    }
+
+    pub(crate) fn get(&self, pos: &Positions, key: &PackedKey, ts_ns: u64) -> u64 {
+        let now = tick(ts_ns, self.tick_shift);
+        let Some(i) = self.find(self.bucket_start(pos), key) else {
+            return 0;
+        };
+        let s = &self.slots[i];
+        match self.kind {
+            MetricKind::ExactCounter => s[W_VALUE],
+            MetricKind::ExactEwma => decay(s[W_VALUE], age(now, s[W_TIME] as u32), &self.decay),
+            _ => {
+                let (cur, prev, start) =
+                    roll(s[W_VALUE], (s[W_TIME] >> 32) as u32, now, self.window_ticks);
+                estimate(cur, prev, age(now, start), self.window_ticks, self.window_recip)
+            }
+        }
+    }
+
+    /// Removes the key; no other slot changes.
+    pub(crate) fn reset(&mut self, pos: &Positions, key: &PackedKey) {
+        if let Some(i) = self.find(self.bucket_start(pos), key) {
+            self.slots[i] = [0; 8];
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = [0; 8]);
+        self.evictions = 0;
+    }
+
+    pub(crate) fn event_count(&self) -> u64 {
+        self.evictions
+    }
+
+    pub(crate) fn dump(&self, out: &mut Vec<u64>) {
+        for s in &self.slots {
+            out.extend_from_slice(&s[..W_META]);
+            out.extend([s[W_META], s[W_VALUE], s[W_TIME] & 0xFFFF_FFFF, s[W_TIME] >> 32]);
+        }
+    }
+}
+
+/// Moves a sliding-window slot to the window that contains `now`:
+/// returns `(current count, previous window's count, window start)`.
+/// One window later the current count becomes the previous one; two or
+/// more windows later both are zero and the window restarts at `now`.
+#[inline]
+fn roll(value: u64, start: u32, now: u32, window: u32) -> (u32, u32, u32) {
+    let (cur, prev) = (value as u32, (value >> 32) as u32);
+    let elapsed = age(now, start);
+    if elapsed < window {
+        (cur, prev, start)
+    } else if elapsed < 2 * window {
+        (0, cur, start.wrapping_add(window))
+    } else {
+        (0, 0, now)
+    }
+}
+
+/// Sliding estimate: the current window's count plus the share of the
+/// previous window still inside the sliding window,
+/// `cur + (prev · (((W − elapsed) · recip) >> 16)) >> 16`.
+#[inline]
+fn estimate(cur: u32, prev: u32, elapsed: u32, window: u32, recip: u32) -> u64 {
+    let remaining = window.saturating_sub(elapsed) as u64;
+    let frac = (remaining * recip as u64) >> 16;
+    cur as u64 + ((prev as u64 * frac) >> 16)
+}
