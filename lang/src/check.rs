@@ -93,6 +93,8 @@ struct Scope {
 struct EventCtx {
     /// The key a `timeout_set` without a key uses, when known.
     own_key: Option<Key>,
+    /// A timeout event (no packet bytes to publish).
+    is_timeout: bool,
 }
 
 struct Checker<'t> {
@@ -1292,7 +1294,11 @@ impl<'t> Checker<'t> {
                 (None, None)
             }
         };
-        let ctx = EventCtx { own_key };
+        let is_timeout = matches!(kind, Some(EventKind::Timeout { .. }));
+        let ctx = EventCtx {
+            own_key,
+            is_timeout,
+        };
         let mut behaviours: Vec<Option<StateBehaviour>> = vec![None; self.states.len()];
         let mut infos = Vec::new();
         let mut seen: HashMap<StateId, usize> = HashMap::new();
@@ -1673,9 +1679,9 @@ impl<'t> Checker<'t> {
     fn check_timeout_key(&mut self, class: TimeoutClassId, key: Option<&Key>, ctx: &EventCtx, at: usize) -> bool {
         let effective = key.or(ctx.own_key.as_ref());
         if let (Some(declared), Some(k)) = (&self.class_keys[class.index()], effective) {
-            if declared != k {
+            if !declared.same_shape(k) {
                 let msg = format!(
-                    "timeout class `{}` is keyed by `{declared}` (its event's `primary-key`), not `{k}`",
+                    "timeout class `{}` is keyed by `{declared}` (its event's `primary-key`), and `{k}` is not a key of the same field types",
                     self.classes[class.index()].name
                 );
                 self.error(at, msg);
@@ -1870,9 +1876,21 @@ impl<'t> Checker<'t> {
     fn resolve_action(&mut self, raw: &RawAction, a: &Attr<'_>, ctx: &EventCtx, start: usize) -> Option<Action> {
         let scope = self.all_features();
         match raw {
-            RawAction::Publish { topic, text, .. } => Some(Action::Publish {
+            RawAction::Publish {
+                topic,
+                topic_span,
+                text,
+            } => Some(Action::Publish {
                 topic: topic.clone(),
-                text: self.resolve_template(text, a)?,
+                text: {
+                    if topic == "raw" && ctx.is_timeout {
+                        self.warn(
+                            a.at(topic_span.start),
+                            "a timeout event has no packet bytes: `Publish(raw, …)` sends its text",
+                        );
+                    }
+                    self.resolve_template(text, a)?
+                },
             }),
             RawAction::Print(t) => Some(Action::Print(self.resolve_template(t, a)?)),
             RawAction::Exec(t) => Some(Action::Exec(self.resolve_template(t, a)?)),

@@ -429,6 +429,24 @@ pub struct Key {
     pub fields: Vec<Field>,
 }
 
+impl Key {
+    /// The key's *shape*: the types of its fields, in order.
+    ///
+    /// Keys compare by value, not by field name: `ip_src` of one packet and
+    /// `ip_dst` of another are the same key value when the addresses are
+    /// equal, which is how one host is followed as sender and as receiver.
+    /// Per-flow state is kept per shape, so values of different shapes
+    /// never collide.
+    pub fn shape(&self) -> Vec<FieldType> {
+        self.fields.iter().map(|f| f.field_type()).collect()
+    }
+
+    /// True if the two keys have the same shape (see [`Key::shape`]).
+    pub fn same_shape(&self, other: &Key) -> bool {
+        self.shape() == other.shape()
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, field) in self.fields.iter().enumerate() {
