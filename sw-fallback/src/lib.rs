@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod memory;
 mod prefetch;
 mod sketch;
 mod table;

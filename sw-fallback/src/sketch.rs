@@ -9,6 +9,8 @@ use streamon_contract::fixed::{age, count_from_value, decay, later_tick, tick};
 use streamon_contract::h3::Positions;
 use streamon_contract::MetricPlan;
 
+use crate::memory::HugeArray;
+
 /// Time-decaying counting Bloom filter with conservative update
 /// (Bianchi, d'Heureuse, Niccolini, "On-demand time-decaying Bloom filters
 /// for telemarketer detection", CCR 2011; StreaMon's `tewma`).
@@ -18,7 +20,7 @@ pub(crate) struct DecayingFilter {
     tick_shift: u8,
     decay: Vec<u32>,
     /// `[count (Q40.24), tick]`, row after row.
-    cells: Vec<[u64; 2]>,
+    cells: HugeArray<[u64; 2]>,
 }
 
 impl DecayingFilter {
@@ -28,7 +30,7 @@ impl DecayingFilter {
             rows: plan.width,
             tick_shift: plan.tick_shift,
             decay: plan.decay.clone(),
-            cells: vec![[0u64; 2]; (plan.width as usize) << plan.log2_size],
+            cells: HugeArray::zeroed((plan.width as usize) << plan.log2_size),
         }
     }
 
@@ -98,7 +100,7 @@ impl DecayingFilter {
     }
 
     pub(crate) fn dump(&self, out: &mut Vec<u64>) {
-        for c in &self.cells {
+        for c in self.cells.iter() {
             out.extend_from_slice(c);
         }
     }
@@ -110,7 +112,7 @@ pub(crate) struct CountMin {
     log2_cells: u32,
     rows: u32,
     conservative: bool,
-    cells: Vec<u32>,
+    cells: HugeArray<u32>,
 }
 
 impl CountMin {
@@ -119,7 +121,7 @@ impl CountMin {
             log2_cells: plan.log2_size,
             rows: plan.width,
             conservative: plan.conservative,
-            cells: vec![0u32; (plan.width as usize) << plan.log2_size],
+            cells: HugeArray::zeroed((plan.width as usize) << plan.log2_size),
         }
     }
 

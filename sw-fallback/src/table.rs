@@ -15,6 +15,8 @@ use streamon_contract::fixed::{age, count_from_value, decay, later_tick, tick};
 use streamon_contract::h3::Positions;
 use streamon_contract::{MetricKind, MetricPlan, ResultFlags, KEY_MAX};
 
+use crate::memory::HugeArray;
+
 /// One slot as 8 words: key (5 words, little-endian), `occupied | len << 8`,
 /// value, `tick | aux << 32`. Plain words so a table allocates as zeroed
 /// pages.
@@ -32,7 +34,7 @@ pub(crate) struct ExactTable {
     decay: Vec<u32>,
     window_ticks: u32,
     window_recip: u32,
-    slots: Vec<Slot>,
+    slots: HugeArray<Slot>,
     evictions: u64,
 }
 
@@ -70,7 +72,7 @@ impl ExactTable {
             decay: plan.decay.clone(),
             window_ticks: plan.window_ticks,
             window_recip: plan.window_recip,
-            slots: vec![[0u64; 8]; plan.width as usize * (1usize << plan.log2_size)],
+            slots: HugeArray::zeroed(plan.width as usize * (1usize << plan.log2_size)),
             evictions: 0,
         }
     }
@@ -92,7 +94,14 @@ impl ExactTable {
     fn find(&self, start: usize, key: &PackedKey) -> Option<usize> {
         (start..start + self.ways).find(|&i| {
             let s = &self.slots[i];
-            s[W_META] == key.meta && s[..5] == key.words
+            // Word compares without a memcmp call; `|` keeps it branch-free.
+            s[W_META] == key.meta
+                && ((s[0] ^ key.words[0])
+                    | (s[1] ^ key.words[1])
+                    | (s[2] ^ key.words[2])
+                    | (s[3] ^ key.words[3])
+                    | (s[4] ^ key.words[4]))
+                    == 0
         })
     }
 
@@ -195,7 +204,7 @@ impl ExactTable {
     }
 
     pub(crate) fn dump(&self, out: &mut Vec<u64>) {
-        for s in &self.slots {
+        for s in self.slots.iter() {
             out.extend_from_slice(&s[..W_META]);
             out.extend([s[W_META], s[W_VALUE], s[W_TIME] & 0xFFFF_FFFF, s[W_TIME] >> 32]);
         }

@@ -11,13 +11,15 @@ use streamon_contract::fixed::{adapt_swap_threshold, initial_swap_threshold, swa
 use streamon_contract::h3::Positions;
 use streamon_contract::MetricPlan;
 
+use crate::memory::HugeArray;
+
 /// Two blocks, filter 0 then filter 1.
 type BlockPair = [u64; 2 * BLOCK_WORDS];
 
 pub(crate) struct VariationDetector {
     log2_bits: u32,
     hashes: u32,
-    blocks: Vec<BlockPair>,
+    blocks: HugeArray<BlockPair>,
     /// Index (0 or 1) of the learning filter; the other one detects.
     learning: usize,
     zeros: [u32; 2],
@@ -32,8 +34,7 @@ impl VariationDetector {
         VariationDetector {
             log2_bits: plan.log2_size,
             hashes: plan.width,
-            // vec! of zeroed integer arrays allocates zeroed pages lazily.
-            blocks: vec![[0u64; 2 * BLOCK_WORDS]; n_blocks],
+            blocks: HugeArray::zeroed(n_blocks),
             learning: 0,
             zeros: [m, m],
             threshold: initial_swap_threshold(plan.log2_size),
@@ -130,7 +131,7 @@ impl VariationDetector {
             self.threshold as u64,
         ]);
         for f in 0..2 {
-            for b in &self.blocks {
+            for b in self.blocks.iter() {
                 out.extend_from_slice(&b[f * BLOCK_WORDS..(f + 1) * BLOCK_WORDS]);
             }
         }
