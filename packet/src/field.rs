@@ -137,9 +137,22 @@ mod tests {
     #[test]
     fn streamon_field_set_is_present() {
         for name in [
-            "ip_src", "ip_dst", "src_port", "dst_port", "proto", "flags", "domain_name",
-            "domain_addr", "domain_second_level", "http_url", "http_method", "http_host",
-            "modbus_fc", "modbus_ti", "ip_len", "packet_no",
+            "ip_src",
+            "ip_dst",
+            "src_port",
+            "dst_port",
+            "proto",
+            "flags",
+            "domain_name",
+            "domain_addr",
+            "domain_second_level",
+            "http_url",
+            "http_method",
+            "http_host",
+            "modbus_fc",
+            "modbus_ti",
+            "ip_len",
+            "packet_no",
         ] {
             assert!(Field::from_name(name).is_some(), "{name}");
         }
