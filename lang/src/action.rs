@@ -326,6 +326,9 @@ fn parse_action(c: &mut Cursor<'_>) -> PResult<RawAction> {
                 op = Some(AssignOp::Set);
             }
             let Some(op) = op else {
+                if c.at_end() || c.peek() == Some(';') || c.peek() == Some(',') {
+                    return Err(SyntaxError::new(start, format!("unknown action `{name}`")));
+                }
                 return Err(SyntaxError::new(
                     c.pos,
                     format!(
@@ -449,6 +452,7 @@ mod tests {
     #[test]
     fn errors_have_offsets() {
         assert_eq!(err("Explode"), "0: unknown action `Explode`");
+        assert_eq!(err("print(x); Explode(ip_src)"), "10: unknown action `Explode`");
         assert_eq!(err("print(x) print(y)"), "9: expected `;` between actions, found `print`");
         assert_eq!(err("Publish(log)"), "11: expected `,` and a text after the Publish topic, found `)`");
         assert_eq!(err("t(ip_src) == 1"), "10: expected `=`, `+=`, `-=`, `*=` or `/=` after `t(…)`, found `=`");

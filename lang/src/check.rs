@@ -190,7 +190,18 @@ impl<'t> Checker<'t> {
         if let Some(stripped) = msg.strip_suffix(&suffix) {
             msg = stripped.to_string();
         }
-        let hint = if matches!(e, roxmltree::Error::InvalidAttributeValue(_)) {
+        if msg.ends_with("not '<'") {
+            msg = "`<` is not allowed in an attribute value".to_string();
+        } else if matches!(e, roxmltree::Error::MalformedEntityReference(_)) {
+            msg = "malformed entity reference (a lone `&`)".to_string();
+        }
+        let in_attr = matches!(
+            e,
+            roxmltree::Error::InvalidAttributeValue(_)
+                | roxmltree::Error::MalformedEntityReference(_)
+                | roxmltree::Error::UnknownEntityReference(..)
+        ) || msg.starts_with("`<`");
+        let hint = if in_attr {
             " (write `<` as `&lt;` or use `lt`, and `&` as `&amp;` or use `and`)"
         } else {
             ""
@@ -316,8 +327,10 @@ impl<'t> Checker<'t> {
             if c.is_element() {
                 out.push(c);
             } else if c.is_text() && !c.text().unwrap_or("").trim().is_empty() {
+                let raw = self.text.get(c.range()).unwrap_or("");
+                let lead = raw.len() - raw.trim_start().len();
                 self.warn(
-                    c.range().start,
+                    c.range().start + lead,
                     format!("text inside <{}> is ignored", tag(node)),
                 );
             }
@@ -559,8 +572,19 @@ impl<'t> Checker<'t> {
             self.table(*n);
         }
         self.declare_timeout_classes(&event_nodes);
-        for n in &feature_nodes {
-            self.feature(*n);
+        // Every feature name first, so a forward reference gets a precise error.
+        let feature_names: Vec<Option<String>> = feature_nodes
+            .iter()
+            .take(MAX_FEATURES)
+            .enumerate()
+            .map(|(i, n)| {
+                self.check_attrs(*n, &["name", "body"], &[]);
+                self.required(*n, "name")
+                    .and_then(|a| self.declare_name(&a, NameKind::Feature(FeatureId(i as u32))))
+            })
+            .collect();
+        for (n, name) in feature_nodes.iter().zip(feature_names) {
+            self.feature(*n, name);
         }
         let mut events = Vec::new();
         let mut raw_infos = Vec::new();
@@ -818,8 +842,9 @@ impl<'t> Checker<'t> {
         }
         let size = self.int_attr(node, "size", 20, 9, 30);
         let nhash = self.int_attr(node, "nhash", 8, 1, 16);
+        // `reset_after="0"` (the original's "never") is accepted.
         let reset_after = match self.attr(node, "reset_after") {
-            Some(a) => Some(self.seconds_attr(&a, "`reset_after`", false)?),
+            Some(a) => Some(self.seconds_attr(&a, "`reset_after`", true)?).filter(|s| *s > 0.0),
             None => None,
         };
         if let Some(a) = self.attr(node, "slave") {
@@ -1168,15 +1193,8 @@ impl<'t> Checker<'t> {
         }
     }
 
-    fn feature(&mut self, node: Node<'_, '_>) {
-        self.check_attrs(node, &["name", "body"], &[]);
-        if self.features.len() >= MAX_FEATURES {
-            return;
-        }
+    fn feature(&mut self, node: Node<'_, '_>, name: Option<String>) {
         let id = FeatureId(self.features.len() as u32);
-        let name = self
-            .required(node, "name")
-            .and_then(|a| self.declare_name(&a, NameKind::Feature(id)));
         let body_attr = self.required(node, "body");
         let scope = Scope {
             visible_features: id.index(),
@@ -1693,7 +1711,17 @@ impl<'t> Checker<'t> {
     }
 
     fn timeout_set_elem(&mut self, node: Node<'_, '_>, ctx: &EventCtx) -> Option<Action> {
-        self.check_attrs(node, &["class", "key", "value"], &["primarykey"]);
+        // The original wrote `primarykey=""` everywhere; only a real value is worth a warning.
+        let legacy: &[&str] = match self.attr(node, "primarykey") {
+            Some(a) if a.value.trim().is_empty() => &[],
+            _ => &["primarykey"],
+        };
+        let known: &[&str] = if legacy.is_empty() {
+            &["class", "key", "value", "primarykey"]
+        } else {
+            &["class", "key", "value"]
+        };
+        self.check_attrs(node, known, legacy);
         let class = self
             .required(node, "class")
             .and_then(|a| self.class_ref(a.value.trim(), a.start()));
