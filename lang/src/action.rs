@@ -195,7 +195,7 @@ fn parse_action(c: &mut Cursor<'_>) -> PResult<RawAction> {
                 return Err(SyntaxError::new(
                     at,
                     format!("expected `reset` after `{name}.`, found {}", c.found()),
-                ))
+                ));
             }
         }
         let after_reset = c.pos;
@@ -446,22 +446,52 @@ mod tests {
         assert_eq!(p.actions.len(), 3);
         assert_eq!(p.legacy_commas, vec![17, 26]);
         // A comma inside a function call is not a separator.
-        assert_eq!(kinds("t(ip_src)=min(a, b), Drop"), ["t Set (min a b)", "Drop"]);
+        assert_eq!(
+            kinds("t(ip_src)=min(a, b), Drop"),
+            ["t Set (min a b)", "Drop"]
+        );
     }
 
     #[test]
     fn errors_have_offsets() {
         assert_eq!(err("Explode"), "0: unknown action `Explode`");
-        assert_eq!(err("print(x); Explode(ip_src)"), "10: unknown action `Explode`");
-        assert_eq!(err("print(x) print(y)"), "9: expected `;` between actions, found `print`");
-        assert_eq!(err("Publish(log)"), "11: expected `,` and a text after the Publish topic, found `)`");
-        assert_eq!(err("t(ip_src) == 1"), "10: expected `=`, `+=`, `-=`, `*=` or `/=` after `t(…)`, found `=`");
+        assert_eq!(
+            err("print(x); Explode(ip_src)"),
+            "10: unknown action `Explode`"
+        );
+        assert_eq!(
+            err("print(x) print(y)"),
+            "9: expected `;` between actions, found `print`"
+        );
+        assert_eq!(
+            err("Publish(log)"),
+            "11: expected `,` and a text after the Publish topic, found `)`"
+        );
+        assert_eq!(
+            err("t(ip_src) == 1"),
+            "10: expected `=`, `+=`, `-=`, `*=` or `/=` after `t(…)`, found `=`"
+        );
         assert_eq!(err("t(ip_src) = "), "12: empty expression");
-        assert_eq!(err("t(ip_src) = 1 +; Drop"), "15: expected an expression, found end of text");
-        assert_eq!(err("block(ip_src)"), "12: expected `,` and a number of seconds after the key, found `)`");
-        assert_eq!(err("block(ip_src, soon)"), "14: expected a number of seconds, found `soon`");
-        assert_eq!(err("m.clear()"), "2: expected `reset` after `m.`, found `clear`");
+        assert_eq!(
+            err("t(ip_src) = 1 +; Drop"),
+            "15: expected an expression, found end of text"
+        );
+        assert_eq!(
+            err("block(ip_src)"),
+            "12: expected `,` and a number of seconds after the key, found `)`"
+        );
+        assert_eq!(
+            err("block(ip_src, soon)"),
+            "14: expected a number of seconds, found `soon`"
+        );
+        assert_eq!(
+            err("m.clear()"),
+            "2: expected `reset` after `m.`, found `clear`"
+        );
         assert_eq!(err("print(\"abc)"), "6: unterminated string");
-        assert_eq!(err("Drop(1)"), "5: expected `)` (`Drop` takes no arguments), found `1`");
+        assert_eq!(
+            err("Drop(1)"),
+            "5: expected `)` (`Drop` takes no arguments), found `1`"
+        );
     }
 }

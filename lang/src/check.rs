@@ -312,10 +312,7 @@ impl<'t> Checker<'t> {
                     format!("attribute `{name}` of <{}> is ignored", tag(node)),
                 );
             } else {
-                self.error(
-                    at,
-                    format!("unknown attribute `{name}` on <{}>", tag(node)),
-                );
+                self.error(at, format!("unknown attribute `{name}` on <{}>", tag(node)));
             }
         }
     }
@@ -342,10 +339,7 @@ impl<'t> Checker<'t> {
         match a.value.trim().parse::<f64>() {
             Ok(v) if v.is_finite() => Some(v),
             _ => {
-                self.error(
-                    a.start(),
-                    format!("`{}` is not a number", a.value.trim()),
-                );
+                self.error(a.start(), format!("`{}` is not a number", a.value.trim()));
                 None
             }
         }
@@ -542,7 +536,11 @@ impl<'t> Checker<'t> {
                 other => self.error(elem_at(child), format!("unknown element <{other}>")),
             }
         }
-        for extra in source_nodes.iter().skip(1).chain(publisher_nodes.iter().skip(1)) {
+        for extra in source_nodes
+            .iter()
+            .skip(1)
+            .chain(publisher_nodes.iter().skip(1))
+        {
             self.error(
                 elem_at(*extra),
                 format!("only one <{}> is allowed", tag(*extra)),
@@ -609,7 +607,7 @@ impl<'t> Checker<'t> {
                 events.push(ev);
             }
         }
-        self.final_checks(&events, &metric_nodes);
+        self.final_checks(&metric_nodes);
         if !self.errors.is_empty() || self.xml_pos.is_some() {
             return None;
         }
@@ -696,7 +694,14 @@ impl<'t> Checker<'t> {
         for n in nodes.iter().take(MAX_STATES) {
             self.check_attrs(
                 *n,
-                &["id", "timeout", "next_state", "code", "level", "description"],
+                &[
+                    "id",
+                    "timeout",
+                    "next_state",
+                    "code",
+                    "level",
+                    "description",
+                ],
                 &[],
             );
             let Some(a) = self.required(*n, "id") else {
@@ -719,11 +724,16 @@ impl<'t> Checker<'t> {
                 continue;
             }
             let id = StateId(self.states.len() as u32);
-            self.state_names
-                .insert(name.to_string(), (id, a.start()));
+            self.state_names.insert(name.to_string(), (id, a.start()));
             let info = StateInfo {
-                code: self.attr(*n, "code").map(|a| a.value.to_string()).unwrap_or_default(),
-                level: self.attr(*n, "level").map(|a| a.value.to_string()).unwrap_or_default(),
+                code: self
+                    .attr(*n, "code")
+                    .map(|a| a.value.to_string())
+                    .unwrap_or_default(),
+                level: self
+                    .attr(*n, "level")
+                    .map(|a| a.value.to_string())
+                    .unwrap_or_default(),
                 description: self
                     .attr(*n, "description")
                     .map(|a| a.value.to_string())
@@ -786,10 +796,7 @@ impl<'t> Checker<'t> {
             match tag(c) {
                 "variation_detector" => vd_nodes.push(c),
                 "variation_monitor" => vm_nodes.push(c),
-                other => self.error(
-                    elem_at(c),
-                    format!("unknown element <{other}> in <metric>"),
-                ),
+                other => self.error(elem_at(c), format!("unknown element <{other}> in <metric>")),
             }
         }
         for extra in vd_nodes.iter().skip(1).chain(vm_nodes.iter().skip(1)) {
@@ -872,7 +879,9 @@ impl<'t> Checker<'t> {
                 self.error(at, "a metric cannot be its own slave");
                 continue;
             }
-            if self.metrics[target.index()].detector.is_none() && !self.metrics[target.index()].name.is_empty() {
+            if self.metrics[target.index()].detector.is_none()
+                && !self.metrics[target.index()].name.is_empty()
+            {
                 self.error(
                     at,
                     format!("slave metric `{name}` has no variation detector"),
@@ -978,7 +987,9 @@ impl<'t> Checker<'t> {
                     table: t?,
                 }
             }
-            "dleft" => MonitorKind::DLeft { table: table(self)? },
+            "dleft" => MonitorKind::DLeft {
+                table: table(self)?,
+            },
             "simple" => MonitorKind::Simple,
             "sliding" => {
                 let window = match self.attr(node, "window") {
@@ -1048,7 +1059,15 @@ impl<'t> Checker<'t> {
     fn table(&mut self, node: Node<'_, '_>) {
         self.check_attrs(
             node,
-            &["name", "type", "value_type", "size", "ways", "shash", "nhash"],
+            &[
+                "name",
+                "type",
+                "value_type",
+                "size",
+                "ways",
+                "shash",
+                "nhash",
+            ],
             &["key_type"],
         );
         for c in self.children(node) {
@@ -1133,7 +1152,12 @@ impl<'t> Checker<'t> {
     }
 
     /// Which of an attribute and its legacy alias to read; both → error.
-    fn alias(&mut self, node: Node<'_, '_>, name: &'static str, legacy: &'static str) -> &'static str {
+    fn alias(
+        &mut self,
+        node: Node<'_, '_>,
+        name: &'static str,
+        legacy: &'static str,
+    ) -> &'static str {
         match (self.attr(node, name), self.attr(node, legacy)) {
             (Some(_), Some(l)) => {
                 self.error(
@@ -1389,10 +1413,15 @@ impl<'t> Checker<'t> {
         }
     }
 
-    fn behaviour(&mut self, node: Node<'_, '_>, ctx: &EventCtx) -> Option<(StateBehaviour, [Option<String>; 3])> {
+    fn behaviour(
+        &mut self,
+        node: Node<'_, '_>,
+        ctx: &EventCtx,
+    ) -> Option<(StateBehaviour, [Option<String>; 3])> {
         self.check_attrs(node, &["id", "level", "code", "description"], &[]);
         let state = self.required(node, "id").and_then(|a| self.state_ref(&a));
-        let info = ["code", "level", "description"].map(|n| self.attr(node, n).map(|a| a.value.to_string()));
+        let info = ["code", "level", "description"]
+            .map(|n| self.attr(node, n).map(|a| a.value.to_string()));
         let mut ok = true;
         let mut use_metrics = Vec::new();
         let mut conditions = Vec::new();
@@ -1441,10 +1470,7 @@ impl<'t> Checker<'t> {
                     None => ok = false,
                 },
                 other => {
-                    self.error(
-                        elem_at(c),
-                        format!("unknown element <{other}> in <state>"),
-                    );
+                    self.error(elem_at(c), format!("unknown element <{other}> in <state>"));
                     ok = false;
                 }
             }
@@ -1535,7 +1561,14 @@ impl<'t> Checker<'t> {
     }
 
     fn use_metric(&mut self, node: Node<'_, '_>) -> Option<UseMetric> {
-        const KEYS: [&str; 6] = ["vd_get", "vd_set", "vm_get", "vm_set", "vd_update", "vm_update"];
+        const KEYS: [&str; 6] = [
+            "vd_get",
+            "vd_set",
+            "vm_get",
+            "vm_set",
+            "vd_update",
+            "vm_update",
+        ];
         let mut known = vec!["id"];
         known.extend(KEYS);
         self.check_attrs(node, &known, &[]);
@@ -1694,7 +1727,13 @@ impl<'t> Checker<'t> {
     }
 
     /// Checks a `timeout_set`'s key against the key its class declares.
-    fn check_timeout_key(&mut self, class: TimeoutClassId, key: Option<&Key>, ctx: &EventCtx, at: usize) -> bool {
+    fn check_timeout_key(
+        &mut self,
+        class: TimeoutClassId,
+        key: Option<&Key>,
+        ctx: &EventCtx,
+        at: usize,
+    ) -> bool {
         let effective = key.or(ctx.own_key.as_ref());
         if let (Some(declared), Some(k)) = (&self.class_keys[class.index()], effective) {
             if !declared.same_shape(k) {
@@ -1763,7 +1802,13 @@ impl<'t> Checker<'t> {
     }
 
     /// A bare name in an expression or a `%name` in a text.
-    fn resolve_value_name(&mut self, name: &str, at: usize, scope: Scope, in_text: bool) -> Option<Expr> {
+    fn resolve_value_name(
+        &mut self,
+        name: &str,
+        at: usize,
+        scope: Scope,
+        in_text: bool,
+    ) -> Option<Expr> {
         match self.names.get(name).map(|(k, _)| *k) {
             Some(NameKind::Feature(f)) => {
                 if f.index() < scope.visible_features {
@@ -1816,7 +1861,9 @@ impl<'t> Checker<'t> {
     fn resolve_expr(&mut self, raw: &RawExpr, a: &Attr<'_>, scope: Scope) -> Option<Expr> {
         match &raw.kind {
             RawKind::Num(v) => Some(Expr::Const(*v)),
-            RawKind::Name(name) => self.resolve_value_name(name, a.at(raw.span.start), scope, false),
+            RawKind::Name(name) => {
+                self.resolve_value_name(name, a.at(raw.span.start), scope, false)
+            }
             RawKind::TableRead {
                 table,
                 table_span,
@@ -1836,8 +1883,10 @@ impl<'t> Checker<'t> {
                 Some(Expr::Binary(*op, Box::new(l?), Box::new(r?)))
             }
             RawKind::Call { func, args } => {
-                let resolved: Vec<Option<Expr>> =
-                    args.iter().map(|e| self.resolve_expr(e, a, scope)).collect();
+                let resolved: Vec<Option<Expr>> = args
+                    .iter()
+                    .map(|e| self.resolve_expr(e, a, scope))
+                    .collect();
                 let arity_ok = match func {
                     Func::Min | Func::Max => args.len() >= 2,
                     _ => args.len() == 1,
@@ -1863,10 +1912,7 @@ impl<'t> Checker<'t> {
         match self.names.get(name) {
             Some((NameKind::Table(t), _)) => Some(*t),
             Some((other, _)) => {
-                self.error(
-                    at,
-                    format!("`{name}` is {}, not a table", other.describe()),
-                );
+                self.error(at, format!("`{name}` is {}, not a table", other.describe()));
                 None
             }
             None => {
@@ -1901,7 +1947,13 @@ impl<'t> Checker<'t> {
         ok.then_some(out)
     }
 
-    fn resolve_action(&mut self, raw: &RawAction, a: &Attr<'_>, ctx: &EventCtx, start: usize) -> Option<Action> {
+    fn resolve_action(
+        &mut self,
+        raw: &RawAction,
+        a: &Attr<'_>,
+        ctx: &EventCtx,
+        start: usize,
+    ) -> Option<Action> {
         let scope = self.all_features();
         match raw {
             RawAction::Publish {
@@ -1950,7 +2002,9 @@ impl<'t> Checker<'t> {
                         if let Some(k) = key {
                             self.error(
                                 a.at(k.span.start),
-                                format!("`{target}.reset()` empties the whole table and takes no key"),
+                                format!(
+                                    "`{target}.reset()` empties the whole table and takes no key"
+                                ),
                             );
                             return None;
                         }
@@ -1964,7 +2018,10 @@ impl<'t> Checker<'t> {
                         Some(Action::MetricReset { metric: m, key })
                     }
                     Some(NameKind::Feature(_)) => {
-                        self.error(at, format!("feature `{target}` cannot be reset (only metrics and tables)"));
+                        self.error(
+                            at,
+                            format!("feature `{target}` cannot be reset (only metrics and tables)"),
+                        );
                         None
                     }
                     None => {
@@ -2004,7 +2061,6 @@ impl<'t> Checker<'t> {
                 if !self.check_timeout_key(c, Some(&k), ctx, a.at(key.span.start)) {
                     return None;
                 }
-                let _ = start;
                 Some(Action::TimeoutSet {
                     class: c,
                     key: Some(k),
@@ -2081,8 +2137,7 @@ impl<'t> Checker<'t> {
         }
     }
 
-    fn final_checks(&mut self, events: &[Event], metric_nodes: &[Node<'_, '_>]) {
-        let _ = events;
+    fn final_checks(&mut self, metric_nodes: &[Node<'_, '_>]) {
         for (i, m) in self.metrics.iter().enumerate() {
             if !m.name.is_empty() && !self.metrics_used.contains(&MetricId(i as u32)) {
                 if let Some(n) = metric_nodes.get(i) {

@@ -137,7 +137,11 @@ impl<'a> Cursor<'a> {
         match self.peek() {
             None => "end of text".to_string(),
             Some(c) if is_ident_start(c) => {
-                let word: String = self.rest().chars().take_while(|c| is_ident_continue(*c)).collect();
+                let word: String = self
+                    .rest()
+                    .chars()
+                    .take_while(|c| is_ident_continue(*c))
+                    .collect();
                 format!("`{word}`")
             }
             Some(c) => format!("`{c}`"),
@@ -160,8 +164,8 @@ pub(crate) fn number(c: &mut Cursor<'_>) -> Option<PResult<(f64, Span)>> {
     let start = c.pos;
     let rest = c.rest();
     let first = rest.chars().next()?;
-    let starts_number =
-        first.is_ascii_digit() || (first == '.' && rest[1..].starts_with(|d: char| d.is_ascii_digit()));
+    let starts_number = first.is_ascii_digit()
+        || (first == '.' && rest[1..].starts_with(|d: char| d.is_ascii_digit()));
     if !starts_number {
         return None;
     }
@@ -183,7 +187,10 @@ pub(crate) fn number(c: &mut Cursor<'_>) -> Option<PResult<(f64, Span)>> {
     while c.peek().is_some_and(|d| d.is_ascii_digit()) {
         c.bump();
     }
-    if c.peek() == Some('.') && c.peek2().is_none_or(|d| d.is_ascii_digit() || !is_ident_start(d)) {
+    if c.peek() == Some('.')
+        && c.peek2()
+            .is_none_or(|d| d.is_ascii_digit() || !is_ident_start(d))
+    {
         c.bump();
         while c.peek().is_some_and(|d| d.is_ascii_digit()) {
             c.bump();
@@ -260,7 +267,9 @@ mod tests {
 
     fn num(s: &str) -> PResult<f64> {
         let mut c = Cursor::new(s);
-        number(&mut c).expect("a number starts here").map(|(v, _)| v)
+        number(&mut c)
+            .expect("a number starts here")
+            .map(|(v, _)| v)
     }
 
     #[test]

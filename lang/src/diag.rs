@@ -77,7 +77,10 @@ mod tests {
             severity: Severity::Error,
             message: "unknown field `ip_sorc`".into(),
         };
-        assert_eq!(d.to_string(), "app.xml:3:17: error: unknown field `ip_sorc`");
+        assert_eq!(
+            d.to_string(),
+            "app.xml:3:17: error: unknown field `ip_sorc`"
+        );
         assert_eq!(d.short(), "3:17: unknown field `ip_sorc`");
         let w = Diagnostic {
             severity: Severity::Warning,

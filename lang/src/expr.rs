@@ -29,8 +29,29 @@ use crate::program::{BinaryOp, Func, UnaryOp};
 
 /// Words that cannot name a metric, feature or table.
 pub(crate) const RESERVED: &[&str] = &[
-    "and", "or", "not", "true", "false", "eq", "neq", "lt", "gt", "lt_eq", "gt_eq", "abs", "min",
-    "max", "log", "exp", "sqrt", "ts", "key", "state", "next_state", "client", "in",
+    "and",
+    "or",
+    "not",
+    "true",
+    "false",
+    "eq",
+    "neq",
+    "lt",
+    "gt",
+    "lt_eq",
+    "gt_eq",
+    "abs",
+    "min",
+    "max",
+    "log",
+    "exp",
+    "sqrt",
+    "ts",
+    "key",
+    "state",
+    "next_state",
+    "client",
+    "in",
 ];
 
 /// An expression before name resolution.
@@ -462,12 +483,24 @@ mod tests {
     #[test]
     fn errors_have_offsets() {
         assert_eq!(p(""), "error at 0: empty expression");
-        assert_eq!(p("1 +"), "error at 3: expected an expression, found end of text");
+        assert_eq!(
+            p("1 +"),
+            "error at 3: expected an expression, found end of text"
+        );
         assert_eq!(p("(a + b"), "error at 6: expected `)`, found end of text");
         assert_eq!(p("a b"), "error at 2: expected an operator, found `b`");
-        assert_eq!(p("a < b < c"), "error at 6: comparisons cannot be chained; use `and`");
-        assert_eq!(p("a and or b"), "error at 6: expected an expression, found `or`");
-        assert_eq!(p("abs + 1"), "error at 0: function `abs` needs arguments in parentheses");
+        assert_eq!(
+            p("a < b < c"),
+            "error at 6: comparisons cannot be chained; use `and`"
+        );
+        assert_eq!(
+            p("a and or b"),
+            "error at 6: expected an expression, found `or`"
+        );
+        assert_eq!(
+            p("abs + 1"),
+            "error at 0: function `abs` needs arguments in parentheses"
+        );
         assert_eq!(p("min(a b)"), "error at 6: expected `,` or `)`, found `b`");
         assert_eq!(p("t(1)"), "error at 2: expected a field name, found `1`");
         assert_eq!(p("a # b"), "error at 2: expected an operator, found `#`");

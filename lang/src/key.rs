@@ -28,7 +28,10 @@ pub(crate) fn parse_key(c: &mut Cursor<'_>) -> PResult<RawKey> {
                 } else {
                     "expected a field name after `-`"
                 };
-                return Err(SyntaxError::new(c.pos, format!("{what}, found {}", c.found())));
+                return Err(SyntaxError::new(
+                    c.pos,
+                    format!("{what}, found {}", c.found()),
+                ));
             }
         }
         let save = c.pos;

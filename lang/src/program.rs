@@ -118,8 +118,7 @@ impl Program {
 
     /// Looks a timeout class up by name.
     pub fn timeout_class_by_name(&self, name: &str) -> Option<TimeoutClassId> {
-        position(self.timeout_classes.iter().map(|c| c.name.as_str()), name)
-            .map(TimeoutClassId)
+        position(self.timeout_classes.iter().map(|c| c.name.as_str()), name).map(TimeoutClassId)
     }
 
     /// The timeout event that handles a timeout class.
@@ -774,7 +773,9 @@ impl IpPrefix {
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,

@@ -403,10 +403,7 @@ fn resolve_test(t: &RawTest, errors: &mut Vec<SyntaxError>) -> Option<FieldTest>
                 let at = op_span.as_ref().map_or(value.span.start, |s| s.start);
                 errors.push(SyntaxError::new(
                     at,
-                    format!(
-                        "`{}` can only be compared with `==` or `!=`",
-                        field.name()
-                    ),
+                    format!("`{}` can only be compared with `==` or `!=`", field.name()),
                 ));
                 return None;
             }
@@ -438,10 +435,7 @@ fn resolve_test(t: &RawTest, errors: &mut Vec<SyntaxError>) -> Option<FieldTest>
             if ty != FieldType::Addr {
                 errors.push(SyntaxError::new(
                     v.span.start,
-                    format!(
-                        "`in` needs an address field; `{}` is not one",
-                        field.name()
-                    ),
+                    format!("`in` needs an address field; `{}` is not one", field.name()),
                 ));
                 return None;
             }
@@ -484,14 +478,23 @@ fn typed_value(field: Field, v: &RawValue, errors: &mut Vec<SyntaxError>) -> Opt
                 }
                 errors.push(SyntaxError::new(
                     v.span.start,
-                    format!("`{}` is an HTTP method, not a value of `{}`", v.text, field.name()),
+                    format!(
+                        "`{}` is an HTTP method, not a value of `{}`",
+                        v.text,
+                        field.name()
+                    ),
                 ));
                 return None;
             }
             if let Some(sym) = NUMERIC_SYMBOLS.iter().find(|s| s.0 == v.text) {
                 errors.push(SyntaxError::new(
                     v.span.start,
-                    format!("`{}` is {}, not a value of `{}`", v.text, sym.1.describe(), field.name()),
+                    format!(
+                        "`{}` is {}, not a value of `{}`",
+                        v.text,
+                        sym.1.describe(),
+                        field.name()
+                    ),
                 ));
                 return None;
             }
@@ -514,7 +517,10 @@ fn uint_value(field: Field, v: &RawValue, errors: &mut Vec<SyntaxError>) -> Opti
     if v.quoted {
         errors.push(SyntaxError::new(
             v.span.start,
-            format!("a string cannot be compared with `{}`, which is a number", field.name()),
+            format!(
+                "a string cannot be compared with `{}`, which is a number",
+                field.name()
+            ),
         ));
         return None;
     }
@@ -523,7 +529,10 @@ fn uint_value(field: Field, v: &RawValue, errors: &mut Vec<SyntaxError>) -> Opti
     if parts.len() > 1 && !combinable {
         errors.push(SyntaxError::new(
             v.span.start,
-            format!("only TCP flags can be combined with `|`, and `{}` holds no flags", field.name()),
+            format!(
+                "only TCP flags can be combined with `|`, and `{}` holds no flags",
+                field.name()
+            ),
         ));
         return None;
     }
@@ -566,7 +575,8 @@ fn part_value(field: Field, part: &str, at: usize, combined: bool) -> Result<u64
         return Err(SyntaxError::new(at, "empty value in a `|` combination"));
     }
     if part.starts_with(|c: char| c.is_ascii_digit()) {
-        let parsed = if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+        let parsed = if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X"))
+        {
             u64::from_str_radix(hex, 16).ok()
         } else {
             part.parse::<u64>().ok()
@@ -577,7 +587,10 @@ fn part_value(field: Field, part: &str, at: usize, combined: bool) -> Result<u64
         if part.parse::<IpAddr>().is_ok() || part.contains('/') {
             return Err(SyntaxError::new(
                 at,
-                format!("an address cannot be compared with `{}`, which is a number", field.name()),
+                format!(
+                    "an address cannot be compared with `{}`, which is a number",
+                    field.name()
+                ),
             ));
         }
         return Err(SyntaxError::new(at, format!("invalid number `{part}`")));
@@ -585,14 +598,20 @@ fn part_value(field: Field, part: &str, at: usize, combined: bool) -> Result<u64
     if part.parse::<IpAddr>().is_ok() {
         return Err(SyntaxError::new(
             at,
-            format!("an address cannot be compared with `{}`, which is a number", field.name()),
+            format!(
+                "an address cannot be compared with `{}`, which is a number",
+                field.name()
+            ),
         ));
     }
     let Some((name, domain, value)) = NUMERIC_SYMBOLS.iter().find(|s| s.0 == part) else {
         if HTTP_SYMBOLS.iter().any(|s| s.0 == part) {
             return Err(SyntaxError::new(
                 at,
-                format!("`{part}` is an HTTP method, not a value of `{}`", field.name()),
+                format!(
+                    "`{part}` is an HTTP method, not a value of `{}`",
+                    field.name()
+                ),
             ));
         }
         return Err(SyntaxError::new(at, format!("unknown symbol `{part}`")));
@@ -600,13 +619,20 @@ fn part_value(field: Field, part: &str, at: usize, combined: bool) -> Result<u64
     if !domain.fields().contains(&field) {
         return Err(SyntaxError::new(
             at,
-            format!("`{name}` is {}, not a value of `{}`", domain.describe(), field.name()),
+            format!(
+                "`{name}` is {}, not a value of `{}`",
+                domain.describe(),
+                field.name()
+            ),
         ));
     }
     if combined && *domain != Domain::TcpFlag {
         return Err(SyntaxError::new(
             at,
-            format!("`{name}` is {}; only TCP flags can be combined with `|`", domain.describe()),
+            format!(
+                "`{name}` is {}; only TCP flags can be combined with `|`",
+                domain.describe()
+            ),
         ));
     }
     Ok(*value)
@@ -809,7 +835,10 @@ mod tests {
             sel("dst_port in 10.0.0.0/8"),
             "error at 12: `in` needs an address field; `dst_port` is not one"
         );
-        assert_eq!(sel("ip_src in 10.0.0.0/33"), "error at 19: prefix length must be 0..=32");
+        assert_eq!(
+            sel("ip_src in 10.0.0.0/33"),
+            "error at 19: prefix length must be 0..=32"
+        );
         assert_eq!(
             sel("flags tcp-syn|dns-nxdomain"),
             "error at 14: `dns-nxdomain` is a DNS response code; only TCP flags can be combined with `|`"
@@ -826,19 +855,34 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_offsets() {
-        assert_eq!(sel("proto"), "error at 5: expected a value for `proto`, found end of text");
+        assert_eq!(
+            sel("proto"),
+            "error at 5: expected a value for `proto`, found end of text"
+        );
         assert_eq!(
             sel("proto and udp"),
             "error at 6: expected a value for `proto`, found `and`"
         );
-        assert_eq!(sel("(proto tcp"), "error at 10: expected `)`, found end of text");
+        assert_eq!(
+            sel("(proto tcp"),
+            "error at 10: expected `)`, found end of text"
+        );
         assert_eq!(
             sel("proto tcp udp"),
             "error at 10: expected `and`, `or` or `)`, found `udp`"
         );
-        assert_eq!(sel("and proto tcp"), "error at 0: expected a field test, found `and`");
-        assert_eq!(sel("proto tcp or"), "error at 12: expected a field test, found end of text");
-        assert_eq!(sel("1 == 2"), "error at 0: expected a field test, found `1`");
+        assert_eq!(
+            sel("and proto tcp"),
+            "error at 0: expected a field test, found `and`"
+        );
+        assert_eq!(
+            sel("proto tcp or"),
+            "error at 12: expected a field test, found end of text"
+        );
+        assert_eq!(
+            sel("1 == 2"),
+            "error at 0: expected a field test, found `1`"
+        );
         let deep = "(".repeat(1000) + "proto tcp" + &")".repeat(1000);
         assert!(sel(&deep).contains("nested too deeply"));
     }

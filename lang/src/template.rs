@@ -10,7 +10,9 @@
 //! subst     = "%" name [ "." name ] | "%%" ;    (* "%%" is a literal "%" *)
 //! ```
 
-use crate::cursor::{is_ident_continue, is_ident_start, unescape, Cursor, PResult, Span, SyntaxError};
+use crate::cursor::{
+    is_ident_continue, is_ident_start, unescape, Cursor, PResult, Span, SyntaxError,
+};
 
 /// A text before its substitutions are resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -162,7 +164,10 @@ mod tests {
                 RawPart::Subst("ip_dst".into(), 31..38),
             ]
         );
-        assert_eq!(&" Host %ip_src (really) scanned %ip_dst ) rest"[end..], ") rest");
+        assert_eq!(
+            &" Host %ip_src (really) scanned %ip_dst ) rest"[end..],
+            ") rest"
+        );
     }
 
     #[test]
@@ -193,7 +198,11 @@ mod tests {
         let (p, _) = parts("50% of %ip_src.");
         assert_eq!(
             p,
-            vec![lit("50% of "), RawPart::Subst("ip_src".into(), 7..14), lit(".")]
+            vec![
+                lit("50% of "),
+                RawPart::Subst("ip_src".into(), 7..14),
+                lit(".")
+            ]
         );
     }
 

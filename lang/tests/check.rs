@@ -39,7 +39,11 @@ fn shipped_apps_check_clean() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         match parse_and_check(&text, &name) {
             Ok((program, warnings)) => {
-                assert!(warnings.is_empty(), "{name} has warnings:\n{}", render(&warnings));
+                assert!(
+                    warnings.is_empty(),
+                    "{name} has warnings:\n{}",
+                    render(&warnings)
+                );
                 assert!(!program.events.is_empty(), "{name} has no events");
             }
             Err(errors) => panic!("{name} does not check:\n{}", render(&errors)),
@@ -100,7 +104,10 @@ fn broken_programs_give_exact_diagnostics() {
         };
         for e in &errors {
             assert_eq!(e.file, name);
-            assert_eq!(e.to_string(), format!("{name}:{}:{}: error: {}", e.line, e.col, e.message));
+            assert_eq!(
+                e.to_string(),
+                format!("{name}:{}:{}: error: {}", e.line, e.col, e.message)
+            );
         }
         let got: Vec<String> = errors.iter().map(Diagnostic::short).collect();
         if bless {
@@ -137,7 +144,10 @@ fn warnings_are_exact() {
             }
         };
         for w in &warnings {
-            assert_eq!(w.to_string(), format!("{name}:{}:{}: warning: {}", w.line, w.col, w.message));
+            assert_eq!(
+                w.to_string(),
+                format!("{name}:{}:{}: warning: {}", w.line, w.col, w.message)
+            );
         }
         let got: Vec<String> = warnings.iter().map(Diagnostic::short).collect();
         if bless {
@@ -234,5 +244,49 @@ fn ddos_program_is_resolved() {
     assert_eq!(
         text.parts[2],
         TemplatePart::Subst(Subst::NextState(StateAttr::Code))
+    );
+}
+
+/// CRLF line ends give the same positions as LF.
+#[test]
+fn crlf_positions_match_lf() {
+    let text = fs::read_to_string(dir("tests/broken/unknown_fields.xml")).unwrap();
+    let crlf = text.replace('\n', "\r\n");
+    let lf: Vec<String> = parse_and_check(&text, "a.xml")
+        .unwrap_err()
+        .iter()
+        .map(Diagnostic::short)
+        .collect();
+    let cr: Vec<String> = parse_and_check(&crlf, "a.xml")
+        .unwrap_err()
+        .iter()
+        .map(Diagnostic::short)
+        .collect();
+    assert_eq!(lf, cr);
+}
+
+/// Columns count characters, and entities inside attribute values are
+/// mapped back to the text.
+#[test]
+fn columns_count_characters_and_skip_entities() {
+    let text = "<s><statedef id=\"é\"/>\n<event type=\"packet\" primary-key=\"ip_src\"><state id=\"é\">\
+                <condition expression=\"1 &gt; 0\" action='print(\"ééé %bogus\")'/></state></event></s>";
+    let errors = parse_and_check(text, "u.xml").unwrap_err();
+    let line2 = text.lines().nth(1).unwrap();
+    let byte = line2.find("%bogus").unwrap();
+    let col = line2[..byte].chars().count() + 1;
+    assert_eq!(
+        errors[0].short(),
+        format!(
+            "2:{col}: unknown name `%bogus` in text (a field, feature, metric, `%ts`, `%key`, `%state.*` or `%next_state.*`)"
+        )
+    );
+    let text =
+        "<s><statedef id=\"a\"/><feature name=\"f\" body=\"1 &lt; 2 &amp;&amp; nosuch\"/></s>";
+    let errors = parse_and_check(text, "e.xml").unwrap_err();
+    let col = text.find("nosuch").unwrap() + 1;
+    assert_eq!(
+        errors[0].short(),
+        format!("1:{col}: unknown name `nosuch` (not a feature, metric or field)")
     );
 }
