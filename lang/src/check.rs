@@ -1263,10 +1263,12 @@ impl<'t> Checker<'t> {
             &["type", "selector", "primary-key", "class"],
             &["attack_type", "source"],
         );
-        let ty = self.required(node, "type")?;
+        // Without a valid type the event is still walked, for its other errors.
+        let ty = self.required(node, "type");
         let mut ok = true;
-        let (kind, own_key) = match ty.value.trim() {
-            "packet" => {
+        let (kind, own_key) = match ty.as_ref().map(|a| a.value.trim()) {
+            None => (None, None),
+            Some("packet") => {
                 if let Some(c) = self.attr(node, "class") {
                     self.error(c.name_at, "only timeout events have a `class`");
                     ok = false;
@@ -1300,7 +1302,7 @@ impl<'t> Checker<'t> {
                     _ => (None, None),
                 }
             }
-            "timeout" => {
+            Some("timeout") => {
                 if let Some(s) = self.attr(node, "selector") {
                     if !s.value.trim().is_empty() {
                         self.error(s.start(), "a timeout event has no `selector`");
@@ -1328,9 +1330,10 @@ impl<'t> Checker<'t> {
                     None => (None, None),
                 }
             }
-            other => {
+            Some(other) => {
+                let at = ty.as_ref().map_or(elem_at(node), Attr::start);
                 self.error(
-                    ty.start(),
+                    at,
                     format!("event `type` must be `packet` or `timeout`, not `{other}`"),
                 );
                 (None, None)
