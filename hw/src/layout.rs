@@ -1,0 +1,122 @@
+//! The synthesis-time layouts: how many banks of each kind and their
+//! maximum sizes. Runtime sizes (`log2_size`, k, ways) come from the
+//! register block and must fit the bank.
+
+use crate::pipeline::Pipeline;
+use rust_hdl::prelude::*;
+
+/// Bank counts and maximum sizes of one generated pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Name of the layout.
+    pub name: &'static str,
+    /// Detector banks.
+    pub vd_banks: usize,
+    /// log2 of the blocks per detector filter (max log2 bits = this + 9).
+    pub vd_block_bits: usize,
+    /// Exact banks.
+    pub exact_banks: usize,
+    /// log2 of the buckets per exact bank (maximum).
+    pub exact_bucket_bits: usize,
+    /// Ways per exact bank (maximum).
+    pub exact_ways: usize,
+    /// Global counter banks.
+    pub global_banks: usize,
+}
+
+/// The layout the Verilator model (`streamon-sim`) is built with: small
+/// banks, so equivalence tests see collisions, swaps and evictions.
+pub type SimPipeline = Pipeline<2, 3, 8, 2, 3, 8, 4, 1>;
+/// [`SimPipeline`]'s layout.
+pub const SIM: Layout = Layout {
+    name: "sim",
+    vd_banks: 2,
+    vd_block_bits: 3,
+    exact_banks: 2,
+    exact_bucket_bits: 3,
+    exact_ways: 4,
+    global_banks: 1,
+};
+
+/// Tiny layout for the iCE40 place-and-route figure.
+pub type Ice40Pipeline = Pipeline<1, 1, 2, 0, 1, 2, 1, 1>;
+/// [`Ice40Pipeline`]'s layout.
+pub const ICE40: Layout = Layout {
+    name: "ice40",
+    vd_banks: 1,
+    vd_block_bits: 1,
+    exact_banks: 0,
+    exact_bucket_bits: 1,
+    exact_ways: 1,
+    global_banks: 1,
+};
+
+/// The "default 16-metric" layout for the synthesis report: 8 detectors of
+/// 2^16 bits per filter, 6 exact tables of 2^10 buckets × 4 ways, 2 globals.
+pub type SynthPipeline = Pipeline<8, 7, 128, 6, 10, 1024, 4, 2>;
+/// [`SynthPipeline`]'s layout.
+pub const SYNTH: Layout = Layout {
+    name: "synth16",
+    vd_banks: 8,
+    vd_block_bits: 7,
+    exact_banks: 6,
+    exact_bucket_bits: 10,
+    exact_ways: 4,
+    global_banks: 2,
+};
+
+/// Builds, connects, checks (`check_all`) and translates a pipeline; the
+/// top module is named `top`.
+///
+/// # Panics
+/// Panics with RustHDL's `CheckError` (naming the offending signal path)
+/// if the design has open inputs, logic loops or writes to inputs.
+pub fn verilog_of<
+    const NV: usize,
+    const VAB: usize,
+    const VNB: usize,
+    const NE: usize,
+    const EAB: usize,
+    const ENB: usize,
+    const EW: usize,
+    const NG: usize,
+>() -> String {
+    let mut p = Pipeline::<NV, VAB, VNB, NE, EAB, ENB, EW, NG>::new();
+    connect_ports(&mut p);
+    p.connect_all();
+    check_all(&p).expect("pipeline passes RustHDL's checks");
+    generate_verilog(&p)
+}
+
+/// Marks the pipeline's top-level inputs as driven (by the harness).
+pub fn connect_ports<
+    const NV: usize,
+    const VAB: usize,
+    const VNB: usize,
+    const NE: usize,
+    const EAB: usize,
+    const ENB: usize,
+    const EW: usize,
+    const NG: usize,
+>(
+    p: &mut Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG>,
+) {
+    p.clock.connect();
+    p.in_valid.connect();
+    p.in_op.connect();
+    p.cfg_we.connect();
+    p.cfg_addr.connect();
+    p.cfg_data.connect();
+    p.dump_en.connect();
+    p.dump_addr.connect();
+}
+
+/// Verilog of a named layout (`sim`, `ice40`, `synth16`).
+pub fn verilog_for(name: &str) -> Option<String> {
+    Some(match name {
+        "sim" => verilog_of::<2, 3, 8, 2, 3, 8, 4, 1>(),
+        "ice40" => verilog_of::<1, 1, 2, 0, 1, 2, 1, 1>(),
+        "synth16" => verilog_of::<8, 7, 128, 6, 10, 1024, 4, 2>(),
+        _ => return None,
+    })
+}
