@@ -69,8 +69,8 @@ impl DecayingFilter {
         for r in 0..self.rows {
             let i = self.index(pos, r);
             let cell = &mut self.cells[i];
+            cell[1] = written_tick(cell, now);
             cell[0] = decayed[r as usize].max(new);
-            cell[1] = later_tick(now, cell[1] as u32) as u64;
         }
         new
     }
@@ -89,9 +89,7 @@ impl DecayingFilter {
         let now = tick(ts_ns, self.tick_shift);
         for r in 0..self.rows {
             let i = self.index(pos, r);
-            let cell = &mut self.cells[i];
-            cell[0] = 0;
-            cell[1] = later_tick(now, cell[1] as u32) as u64;
+            self.cells[i] = [0, now as u64];
         }
     }
 
@@ -103,6 +101,17 @@ impl DecayingFilter {
         for c in self.cells.iter() {
             out.extend_from_slice(c);
         }
+    }
+}
+
+/// The tick a cell keeps when written at `now`: an empty cell has no age
+/// and takes `now`; otherwise time never moves back (`later_tick`).
+#[inline]
+fn written_tick(cell: &[u64; 2], now: u32) -> u64 {
+    if cell[0] == 0 {
+        now as u64
+    } else {
+        later_tick(now, cell[1] as u32) as u64
     }
 }
 

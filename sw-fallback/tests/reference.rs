@@ -215,15 +215,20 @@ impl Reference {
                         OpKind::ResetKey => {
                             for r in 0..cells.len() {
                                 counts[r][cells[r]] = 0;
-                                ticks[r][cells[r]] = later_tick(now, ticks[r][cells[r]]);
+                                ticks[r][cells[r]] = now;
                             }
                             0
                         }
                         _ => {
                             let new = min.saturating_add((op.value as u64) << 24);
                             for r in 0..cells.len() {
+                                // An empty cell has no age: it takes `now`.
+                                ticks[r][cells[r]] = if counts[r][cells[r]] == 0 {
+                                    now
+                                } else {
+                                    later_tick(now, ticks[r][cells[r]])
+                                };
                                 counts[r][cells[r]] = dec[r].max(new);
-                                ticks[r][cells[r]] = later_tick(now, ticks[r][cells[r]]);
                             }
                             new
                         }
@@ -434,11 +439,17 @@ fn op_stream() -> impl Strategy<Value = Vec<Op>> {
         prop_oneof![20 => Just(false), 1 => Just(true)], // over-long key
         prop_oneof![20 => Just(false), 1 => Just(true)], // time goes back
     );
-    proptest::collection::vec(op, 1..400).prop_map(|raw| {
-        let mut ts = 1_000_000_000u64;
+    let start = prop_oneof![
+        Just(1_000_000_000u64),
+        // 2026: ticks far above 2^31, where signed tick ages must still work.
+        Just(1_767_225_600_000_000_000u64),
+        any::<u64>().prop_map(|t| t >> 2),
+    ];
+    (start, proptest::collection::vec(op, 1..400)).prop_map(|(start, raw)| {
+        let mut ts = start;
         raw.into_iter()
             .map(|(metric, kind, key, value, step, flags, long, back)| {
-                ts = if back { ts.saturating_sub(step) } else { ts + step };
+                ts = if back { ts.saturating_sub(step) } else { ts.saturating_add(step) };
                 let key_bytes = [key, key.wrapping_mul(7), 0xAB];
                 let mut op = Op::new(metric, OpKind::Add, &key_bytes[..1 + key as usize % 3], value, ts).unwrap();
                 op.kind = kind;

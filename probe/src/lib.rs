@@ -1,0 +1,30 @@
+//! The probe runtime: applications installed into a running probe and run
+//! on packets, in software, deterministically in packet time.
+//!
+//! * [`plan`]: installing a checked program (`streamon-lang`) into its
+//!   in-memory plan: contract metrics, per-(event, state) op templates,
+//!   interned keys. No code is generated.
+//! * [`app`]: one application at run time: metric engine, XFSM states,
+//!   tables, timers, block list, counters.
+//! * [`probe`]: several isolated applications fed the same packets.
+//! * [`eval`]: selectors and expressions; [`timers`]: the packet-time timer
+//!   queue; [`key`]: fixed-size keys; [`exec`]: bounded off-path `exec`;
+//!   [`output`]: emitted events and sinks (JSON Lines, text).
+//!
+//! Time is always the packet's: nothing here reads the wall clock, so a
+//! replay gives the same events at any speed.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod eval;
+pub mod exec;
+pub mod key;
+pub mod output;
+pub mod plan;
+pub mod probe;
+pub mod timers;
+
+pub use app::{AppRuntime, AppStats, RuntimeOptions};
+pub use output::{EventSink, Format, OutputEvent, VecSink, WriterSink};
+pub use probe::{sw_engine, EngineFactory, InstallFailure, Probe, ProbeStats};
