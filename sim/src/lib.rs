@@ -82,35 +82,46 @@ impl SimEngine {
         assign_banks(plans).map(|_| ())
     }
 
+    /// The configuration register writes that install `plans` (metric id =
+    /// index), in order: bank parameters, map entries, then the metric count.
+    pub fn config_writes(plans: &[MetricPlan]) -> Result<Vec<(u16, u64)>, SimError> {
+        let banks = assign_banks(plans)?;
+        let mut w = Vec::new();
+        for (m, (plan, bank)) in plans.iter().zip(&banks).enumerate() {
+            let (code, idx) = match *bank {
+                Bank::Vd(i) => {
+                    let base = regmap::vd_bank(i) as u16;
+                    w.push((base, plan.log2_size as u64));
+                    w.push((base + 1, plan.width as u64));
+                    w.push((base + 2, initial_swap_threshold(plan.log2_size) as u64));
+                    (MetricKind::VariationDetector as u64, i)
+                }
+                Bank::Exact(i) => {
+                    let base = regmap::exact_bank(i) as u16;
+                    w.push((base, plan.log2_size as u64));
+                    w.push((base + 1, plan.width as u64));
+                    w.push((base + 2, plan.tick_shift as u64));
+                    (MetricKind::ExactCounter as u64, i)
+                }
+                Bank::Global(i) => {
+                    w.push((regmap::global_bank(i) as u16, 0));
+                    (MetricKind::Global as u64, i)
+                }
+            };
+            w.push(((regmap::METRIC_MAP + m) as u16, code | (idx as u64) << 4));
+        }
+        w.push((regmap::N_METRICS as u16, plans.len() as u64));
+        Ok(w)
+    }
+
     /// Builds a model and installs `plans` (metric id = index).
     pub fn new(plans: &[MetricPlan]) -> Result<SimEngine, SimError> {
         let banks = assign_banks(plans)?;
         let mut model = Model::new();
         assert_eq!(model.caps() as u64, CAPABILITIES, "model and crate disagree on capabilities");
-        for (m, (plan, bank)) in plans.iter().zip(&banks).enumerate() {
-            let (code, idx) = match *bank {
-                Bank::Vd(i) => {
-                    let base = regmap::vd_bank(i) as u16;
-                    model.cfg(base, plan.log2_size as u64);
-                    model.cfg(base + 1, plan.width as u64);
-                    model.cfg(base + 2, initial_swap_threshold(plan.log2_size) as u64);
-                    (MetricKind::VariationDetector as u64, i)
-                }
-                Bank::Exact(i) => {
-                    let base = regmap::exact_bank(i) as u16;
-                    model.cfg(base, plan.log2_size as u64);
-                    model.cfg(base + 1, plan.width as u64);
-                    model.cfg(base + 2, plan.tick_shift as u64);
-                    (MetricKind::ExactCounter as u64, i)
-                }
-                Bank::Global(i) => {
-                    model.cfg(regmap::global_bank(i) as u16, 0);
-                    (MetricKind::Global as u64, i)
-                }
-            };
-            model.cfg((regmap::METRIC_MAP + m) as u16, code | (idx as u64) << 4);
+        for (addr, data) in Self::config_writes(plans)? {
+            model.cfg(addr, data);
         }
-        model.cfg(regmap::N_METRICS as u16, plans.len() as u64);
         Ok(SimEngine { model: RefCell::new(model), plans: plans.to_vec(), banks })
     }
 
