@@ -137,6 +137,109 @@ impl Program {
     }
 }
 
+impl Program {
+    /// Writes an expression back in the language's syntax, with names and
+    /// only the parentheses precedence needs: parsing the text in this
+    /// program gives the same [`Expr`] back (a negative constant prints as
+    /// `(-x)`, which parses as a negation of `x`).
+    pub fn expr_to_source(&self, e: &Expr) -> String {
+        let mut out = String::new();
+        self.write_expr(e, 0, &mut out);
+        out
+    }
+
+    fn write_expr(&self, e: &Expr, min_prec: u8, out: &mut String) {
+        let prec = expr_prec(e);
+        let paren = prec < min_prec;
+        if paren {
+            out.push('(');
+        }
+        match e {
+            Expr::Const(v) if *v < 0.0 => {
+                out.push_str(&format!("({v})"));
+            }
+            Expr::Const(v) => out.push_str(&format!("{v}")),
+            Expr::Feature(f) => out.push_str(&self.features[f.index()].name),
+            Expr::Metric(m) => out.push_str(&self.metrics[m.index()].name),
+            Expr::Field(f) => out.push_str(f.name()),
+            Expr::Table(t, k) => out.push_str(&format!("{}({k})", self.tables[t.index()].name)),
+            Expr::Unary(op, inner) => {
+                out.push_str(match op {
+                    UnaryOp::Neg => "-",
+                    UnaryOp::Not => "not ",
+                });
+                self.write_expr(inner, PREC_UNARY, out);
+            }
+            Expr::Binary(op, l, r) => {
+                // Left associative; comparisons do not chain at all.
+                let (lp, rp) = if prec == PREC_CMP {
+                    (prec + 1, prec + 1)
+                } else {
+                    (prec, prec + 1)
+                };
+                self.write_expr(l, lp, out);
+                out.push(' ');
+                out.push_str(binop_source(*op));
+                out.push(' ');
+                self.write_expr(r, rp, out);
+            }
+            Expr::Call(func, args) => {
+                out.push_str(func.name());
+                out.push('(');
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    self.write_expr(a, 0, out);
+                }
+                out.push(')');
+            }
+        }
+        if paren {
+            out.push(')');
+        }
+    }
+}
+
+const PREC_CMP: u8 = 3;
+const PREC_UNARY: u8 = 6;
+
+fn expr_prec(e: &Expr) -> u8 {
+    match e {
+        Expr::Binary(op, ..) => match op {
+            BinaryOp::Or => 1,
+            BinaryOp::And => 2,
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Gt
+            | BinaryOp::Le
+            | BinaryOp::Ge => PREC_CMP,
+            BinaryOp::Add | BinaryOp::Sub => 4,
+            BinaryOp::Mul | BinaryOp::Div => 5,
+        },
+        Expr::Unary(..) => PREC_UNARY,
+        _ => 7,
+    }
+}
+
+fn binop_source(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "+",
+        BinaryOp::Sub => "-",
+        BinaryOp::Mul => "*",
+        BinaryOp::Div => "/",
+        BinaryOp::Eq => "==",
+        BinaryOp::Ne => "!=",
+        BinaryOp::Lt => "lt",
+        BinaryOp::Gt => "gt",
+        BinaryOp::Le => "lt_eq",
+        BinaryOp::Ge => "gt_eq",
+        BinaryOp::And => "and",
+        BinaryOp::Or => "or",
+    }
+}
+
 fn position<'a>(mut names: impl Iterator<Item = &'a str>, name: &str) -> Option<u32> {
     names.position(|n| n == name).map(|i| i as u32)
 }
