@@ -21,3 +21,6 @@ pub const MAX_CONDITIONS_PER_STATE: usize = 64;
 pub const MAX_USE_METRICS_PER_STATE: usize = 64;
 /// Most XML nodes a program may have (bounds memory on hostile input).
 pub const MAX_XML_NODES: u32 = 200_000;
+/// Most errors (and, separately, warnings) reported; one more diagnostic
+/// then says how many were left out.
+pub const MAX_DIAGNOSTICS: usize = 1000;

@@ -39,6 +39,46 @@ impl<'a> LineIndex<'a> {
     }
 }
 
+/// Turns increasing offsets into line/column in one pass over the text.
+pub(crate) struct Sweep<'i, 'a> {
+    index: &'i LineIndex<'a>,
+    /// (offset, 0-based line, 1-based column) of the previous answer.
+    last: Option<(usize, usize, usize)>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// A sweep for offsets given in increasing order (others still work,
+    /// just without the speed-up).
+    pub(crate) fn sweep(&self) -> Sweep<'_, 'a> {
+        Sweep {
+            index: self,
+            last: None,
+        }
+    }
+}
+
+impl Sweep<'_, '_> {
+    pub(crate) fn line_col(&mut self, offset: usize) -> (usize, usize) {
+        let text = self.index.text;
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = match self.index.starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let col = match self.last {
+            Some((prev, prev_line, prev_col)) if prev_line == line && prev <= offset => {
+                prev_col + text[prev..offset].chars().count()
+            }
+            _ => text[self.index.starts[line]..offset].chars().count() + 1,
+        };
+        self.last = Some((offset, line, col));
+        (line + 1, col)
+    }
+}
+
 /// Maps byte offsets in an attribute value, as the XML parser hands it out
 /// (entities decoded, white space normalised), back to byte offsets in the
 /// program text.
@@ -159,6 +199,10 @@ mod tests {
         assert_eq!(li.line_col(3), (2, 1));
         assert_eq!(li.line_col(t.find('d').unwrap()), (2, 4));
         assert_eq!(li.line_col(999), (3, 1));
+        let mut sw = li.sweep();
+        for off in [0, 1, 3, 4, 6, 7, 999] {
+            assert_eq!(sw.line_col(off), li.line_col(off), "{off}");
+        }
     }
 
     #[test]

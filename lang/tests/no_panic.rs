@@ -278,3 +278,25 @@ fn pathological_inputs() {
     run("<a/>");
     run("\u{feff}<a/>");
 }
+
+/// Many errors on one long line stay fast (the report is capped and
+/// positions are computed in one sweep).
+#[test]
+fn many_errors_on_one_line_are_fast() {
+    let text = format!("<s><statedef id=\"x\"/>{}</s>", "<bogus/>".repeat(100_000));
+    let start = std::time::Instant::now();
+    let errors = parse_and_check(&text, "big.xml").unwrap_err();
+    let elapsed = start.elapsed();
+    assert_eq!(errors.len(), streamon_lang::limits::MAX_DIAGNOSTICS + 1);
+    assert_eq!(errors[0].short(), "1:23: unknown element <bogus>");
+    assert_eq!(
+        errors[999].short(),
+        format!("1:{}: unknown element <bogus>", 23 + 999 * 8)
+    );
+    assert_eq!(
+        errors.last().unwrap().message,
+        "too many errors: 99000 more not shown"
+    );
+    // Generous bound: a quadratic report would take minutes here.
+    assert!(elapsed.as_secs() < 20, "{elapsed:?}");
+}

@@ -268,22 +268,35 @@ impl<'t> Checker<'t> {
         }
     }
 
-    fn render(&self, list: Vec<(usize, String)>, severity: Severity) -> Vec<Diagnostic> {
-        let mut out: Vec<Diagnostic> = list
-            .into_iter()
-            .map(|(at, message)| {
-                let (line, col) = self.lines.line_col(at);
-                Diagnostic {
-                    file: self.file.clone(),
-                    line,
-                    col,
-                    severity,
-                    message,
-                }
-            })
-            .collect();
-        out.sort_by_key(|d| (d.line, d.col));
-        out.dedup();
+    /// Sorts by position, drops duplicates, caps the count at
+    /// [`MAX_DIAGNOSTICS`] and computes line/column in one sweep.
+    fn render(&self, mut list: Vec<(usize, String)>, severity: Severity) -> Vec<Diagnostic> {
+        list.sort_by_key(|(at, _)| *at);
+        list.dedup();
+        let total = list.len();
+        let overflow_at = list.get(MAX_DIAGNOSTICS).map(|(at, _)| *at);
+        list.truncate(MAX_DIAGNOSTICS);
+        let mut sweep = self.lines.sweep();
+        let mut diag = |at: usize, message: String| {
+            let (line, col) = sweep.line_col(at);
+            Diagnostic {
+                file: self.file.clone(),
+                line,
+                col,
+                severity,
+                message,
+            }
+        };
+        let mut out: Vec<Diagnostic> = list.into_iter().map(|(at, m)| diag(at, m)).collect();
+        if let Some(at) = overflow_at {
+            out.push(diag(
+                at,
+                format!(
+                    "too many {severity}s: {} more not shown",
+                    total - MAX_DIAGNOSTICS
+                ),
+            ));
+        }
         out
     }
 }
