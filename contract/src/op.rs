@@ -386,13 +386,22 @@ mod tests {
     /// Golden bytes: the layout is part of the hardware and ring contract.
     #[test]
     fn op_wire_layout_is_fixed() {
-        let op = Op::new(0x0102, OpKind::AddGet, b"\x0a\x00\x00\x01", 7, 0x1122334455667788)
-            .unwrap()
-            .if_new();
+        let op = Op::new(
+            0x0102,
+            OpKind::AddGet,
+            b"\x0a\x00\x00\x01",
+            7,
+            0x1122334455667788,
+        )
+        .unwrap()
+        .if_new();
         let b = op.to_bytes();
         assert_eq!(&b[0..8], &[0x02, 0x01, 6, 1, 4, 0, 0, 0]);
         assert_eq!(&b[8..16], &[7, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&b[16..24], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(
+            &b[16..24],
+            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]
+        );
         assert_eq!(&b[24..28], &[0x0a, 0, 0, 1]);
         assert!(b[28..].iter().all(|&x| x == 0));
         assert_eq!(Op::from_bytes(&b), op);
@@ -408,7 +417,10 @@ mod tests {
         let e = OpResult::error(9, Status::KeyTooLong);
         assert_eq!(
             e.check(),
-            Err(OpError::Rejected { metric: 9, status: Status::KeyTooLong })
+            Err(OpError::Rejected {
+                metric: 9,
+                status: Status::KeyTooLong
+            })
         );
     }
 

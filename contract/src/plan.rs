@@ -192,7 +192,13 @@ pub struct InstallError {
     pub allowed: &'static str,
 }
 
-fn check_range(param: &'static str, v: u32, lo: u32, hi: u32, allowed: &'static str) -> Result<(), InstallError> {
+fn check_range(
+    param: &'static str,
+    v: u32,
+    lo: u32,
+    hi: u32,
+    allowed: &'static str,
+) -> Result<(), InstallError> {
     if v < lo || v > hi {
         return Err(InstallError {
             param,
@@ -261,7 +267,11 @@ impl MetricPlan {
                 plan.log2_size = log2_bits;
                 plan.width = hashes;
             }
-            MetricSpec::DecayingFilter { log2_cells, rows, tau } => {
+            MetricSpec::DecayingFilter {
+                log2_cells,
+                rows,
+                tau,
+            } => {
                 check_range("size (log2 cells per row)", log2_cells, 4, 28, "4..=28")?;
                 check_range("nhash (rows)", rows, 1, 16, "1..=16")?;
                 plan.log2_size = log2_cells;
@@ -269,7 +279,11 @@ impl MetricPlan {
                 plan.conservative = true;
                 (plan.tick_shift, plan.decay) = decay_table(tau)?;
             }
-            MetricSpec::CountMin { log2_cells, rows, conservative } => {
+            MetricSpec::CountMin {
+                log2_cells,
+                rows,
+                conservative,
+            } => {
                 check_range("size (log2 cells per row)", log2_cells, 4, 28, "4..=28")?;
                 check_range("nhash (rows)", rows, 1, 16, "1..=16")?;
                 plan.log2_size = log2_cells;
@@ -461,13 +475,23 @@ mod tests {
 
     #[test]
     fn out_of_range_parameters_are_typed_errors() {
-        let e = MetricPlan::install(MetricSpec::VariationDetector { log2_bits: 8, hashes: 8 })
-            .unwrap_err();
+        let e = MetricPlan::install(MetricSpec::VariationDetector {
+            log2_bits: 8,
+            hashes: 8,
+        })
+        .unwrap_err();
         assert_eq!(e.param, "size (log2 bits)");
-        assert!(MetricPlan::install(MetricSpec::VariationDetector { log2_bits: 20, hashes: 17 }).is_err());
+        assert!(MetricPlan::install(MetricSpec::VariationDetector {
+            log2_bits: 20,
+            hashes: 17
+        })
+        .is_err());
         assert!(MetricPlan::install(MetricSpec::HyperLogLog { log2_registers: 15 }).is_err());
         assert!(MetricPlan::install(MetricSpec::ExactCounter {
-            table: TableSpec { log2_buckets: 27, ways: 4 }
+            table: TableSpec {
+                log2_buckets: 27,
+                ways: 4
+            }
         })
         .is_err());
         assert!(MetricPlan::install(MetricSpec::DecayingFilter {
@@ -485,9 +509,16 @@ mod tests {
 
     #[test]
     fn memory_is_reported() {
-        let vd = MetricPlan::install(MetricSpec::VariationDetector { log2_bits: 20, hashes: 8 }).unwrap();
+        let vd = MetricPlan::install(MetricSpec::VariationDetector {
+            log2_bits: 20,
+            hashes: 8,
+        })
+        .unwrap();
         assert_eq!(vd.memory_bytes(), 256 * 1024);
-        let t = MetricPlan::install(MetricSpec::ExactCounter { table: TableSpec::default() }).unwrap();
+        let t = MetricPlan::install(MetricSpec::ExactCounter {
+            table: TableSpec::default(),
+        })
+        .unwrap();
         assert_eq!(t.memory_bytes(), 16 << 20);
     }
 

@@ -58,7 +58,14 @@ const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
 /// A TCP segment with the given flags (`syn`, `ack`).
-pub fn tcp_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, syn: bool, ack: bool) -> Vec<u8> {
+pub fn tcp_frame(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    syn: bool,
+    ack: bool,
+) -> Vec<u8> {
     let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
         .ipv4(src.octets(), dst.octets(), 64)
         .tcp(sport, dport, 1000, 64240);
@@ -69,7 +76,8 @@ pub fn tcp_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, syn: bool
         b = b.ack(1);
     }
     let mut out = Vec::with_capacity(64);
-    b.write(&mut out, &[]).expect("writing to a Vec cannot fail");
+    b.write(&mut out, &[])
+        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -79,7 +87,8 @@ pub fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: 
         .ipv4(src.octets(), dst.octets(), 64)
         .udp(sport, dport);
     let mut out = Vec::with_capacity(64 + payload.len());
-    b.write(&mut out, payload).expect("writing to a Vec cannot fail");
+    b.write(&mut out, payload)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -88,7 +97,11 @@ pub fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: 
 pub fn dns_message(id: u16, name: &str, response: bool, rcode: u8) -> Vec<u8> {
     let mut m = Vec::with_capacity(32 + name.len());
     m.extend_from_slice(&id.to_be_bytes());
-    let flags: u16 = if response { 0x8180 | rcode as u16 } else { 0x0100 };
+    let flags: u16 = if response {
+        0x8180 | rcode as u16
+    } else {
+        0x0100
+    };
     m.extend_from_slice(&flags.to_be_bytes());
     m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
     for label in name.split('.').filter(|l| !l.is_empty()) {
@@ -126,7 +139,10 @@ pub fn syn_flood(seed: u64) -> Vec<Frame> {
             Ipv4Addr::new(10, 0, 0, 1 + rng.below(5) as u8)
         };
         let sport = 32768 + rng.below(28000) as u16;
-        frames.push(Frame { ts_ns: EPOCH_NS + t, data: tcp_frame(src, dst, sport, 443, true, false) });
+        frames.push(Frame {
+            ts_ns: EPOCH_NS + t,
+            data: tcp_frame(src, dst, sport, 443, true, false),
+        });
         frames.push(Frame {
             ts_ns: EPOCH_NS + t + 200_000,
             data: tcp_frame(dst, src, 443, sport, true, true),
@@ -156,7 +172,8 @@ pub fn write_pcap(path: &Path, frames: &[Frame]) -> io::Result<()> {
         ts_resolution: TsResolution::NanoSecond,
         ..PcapHeader::default()
     };
-    let mut w = PcapWriter::with_header(io::BufWriter::new(file), header).map_err(io::Error::other)?;
+    let mut w =
+        PcapWriter::with_header(io::BufWriter::new(file), header).map_err(io::Error::other)?;
     for f in frames {
         let ts = std::time::Duration::from_nanos(f.ts_ns);
         w.write_packet(&PcapPacket::new(ts, f.data.len() as u32, &f.data))

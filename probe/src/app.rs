@@ -127,7 +127,11 @@ struct Pass<'p, 'a> {
 impl AppRuntime {
     /// Starts an installed application on `engine` (built from
     /// `plan.metric_plans`).
-    pub fn new(plan: AppPlan, engine: Box<dyn MetricEngine + Send>, options: RuntimeOptions) -> Self {
+    pub fn new(
+        plan: AppPlan,
+        engine: Box<dyn MetricEngine + Send>,
+        options: RuntimeOptions,
+    ) -> Self {
         let n_events = plan.program.events.len();
         let n_metrics = plan.slots.len();
         let n_features = plan.program.features.len();
@@ -248,7 +252,10 @@ impl AppRuntime {
         if !write_fields(p, fields, &mut self.keybuf) {
             return None;
         }
-        Some(StateKey::from_bytes(self.plan.shape_of[k.0 as usize], self.keybuf.as_bytes()))
+        Some(StateKey::from_bytes(
+            self.plan.shape_of[k.0 as usize],
+            self.keybuf.as_bytes(),
+        ))
     }
 
     fn is_blocked(&mut self, p: &Parsed<'_>, ts: u64) -> bool {
@@ -269,7 +276,10 @@ impl AppRuntime {
     /// `reset_after`: clear a detector when its period has passed.
     fn reset_detectors(&mut self, ts: u64) {
         for m in 0..self.plan.slots.len() {
-            let (Some(period), Some(vd)) = (self.plan.slots[m].reset_after_ns, self.plan.slots[m].detector) else {
+            let (Some(period), Some(vd)) = (
+                self.plan.slots[m].reset_after_ns,
+                self.plan.slots[m].detector,
+            ) else {
                 continue;
             };
             match self.next_vd_reset[m] {
@@ -285,7 +295,9 @@ impl AppRuntime {
     }
 
     fn expire_state(&mut self, key: StateKey, seq: u64, due: u64) {
-        let Some(entry) = self.states.get(&key) else { return };
+        let Some(entry) = self.states.get(&key) else {
+            return;
+        };
         if entry.expiry_seq != seq {
             return;
         }
@@ -294,8 +306,17 @@ impl AppRuntime {
         self.set_state(key, next, due);
     }
 
-    fn fire_timeout(&mut self, class: u32, key: StateKey, seq: u64, due: u64, sink: &mut dyn EventSink) {
-        let Some(rec) = self.timeouts.get(&(class, key)) else { return };
+    fn fire_timeout(
+        &mut self,
+        class: u32,
+        key: StateKey,
+        seq: u64,
+        due: u64,
+        sink: &mut dyn EventSink,
+    ) {
+        let Some(rec) = self.timeouts.get(&(class, key)) else {
+            return;
+        };
         if rec.seq != seq {
             return;
         }
@@ -304,7 +325,9 @@ impl AppRuntime {
         let period = rec.period_ns;
         let frame = rec.frame.clone();
         let (linktype, meta) = (rec.linktype, rec.meta);
-        let new_seq = self.timers.arm(due + period, TimerKind::Timeout(class, key));
+        let new_seq = self
+            .timers
+            .arm(due + period, TimerKind::Timeout(class, key));
         if let Some(r) = self.timeouts.get_mut(&(class, key)) {
             r.seq = new_seq;
         }
@@ -322,15 +345,36 @@ impl AppRuntime {
             return;
         }
         let expiry_seq = match self.plan.program.states[to.index()].timeout_s {
-            Some(t) => self.timers.arm(now + (t * 1e9) as u64, TimerKind::StateExpiry(key)),
+            Some(t) => self
+                .timers
+                .arm(now + (t * 1e9) as u64, TimerKind::StateExpiry(key)),
             None => 0,
         };
-        self.states.insert(key, StateEntry { state: to, expiry_seq });
+        self.states.insert(
+            key,
+            StateEntry {
+                state: to,
+                expiry_seq,
+            },
+        );
     }
 
-    fn run_pass(&mut self, event: usize, key: StateKey, ctx: &Parsed<'_>, ts: u64, sink: &mut dyn EventSink) {
+    fn run_pass(
+        &mut self,
+        event: usize,
+        key: StateKey,
+        ctx: &Parsed<'_>,
+        ts: u64,
+        sink: &mut dyn EventSink,
+    ) {
         let state = self.states.get(&key).map(|e| e.state).unwrap_or(StateId(0));
-        let pass = Pass { event, key, ctx, ts, state };
+        let pass = Pass {
+            event,
+            key,
+            ctx,
+            ts,
+            state,
+        };
         if self.plan.behaviours[event][state.index()].is_none() {
             self.stats.no_behaviour += 1;
             return;
@@ -340,27 +384,44 @@ impl AppRuntime {
         for i in 0..self.plan.program.features.len() {
             let v = {
                 let env = Env { rt: self, ctx };
-                eval::eval(&self.plan.program.features[i].body, &env, &mut ArithStats::default())
+                eval::eval(
+                    &self.plan.program.features[i].body,
+                    &env,
+                    &mut ArithStats::default(),
+                )
             };
             self.feature_values[i] = v;
         }
         let mut arith = ArithStats::default();
-        let behaviour = self.plan.program.events[event].behaviour(state).expect("checked above");
+        let behaviour = self.plan.program.events[event]
+            .behaviour(state)
+            .expect("checked above");
         let fired = behaviour.conditions.iter().position(|c| {
             let env = Env { rt: self, ctx };
             eval::eval(&c.expr, &env, &mut arith) != 0.0
         });
-        let next = fired.and_then(|i| behaviour.conditions[i].next_state).unwrap_or(state);
+        let next = fired
+            .and_then(|i| behaviour.conditions[i].next_state)
+            .unwrap_or(state);
         // Actions need &mut self: walk them by index on a cloned list is an
         // allocation; index into the program instead.
         if let Some(ci) = fired {
             self.stats.transitions += 1;
-            let n = self.plan.program.events[event].behaviour(state).expect("checked").conditions[ci].actions.len();
+            let n = self.plan.program.events[event]
+                .behaviour(state)
+                .expect("checked")
+                .conditions[ci]
+                .actions
+                .len();
             for ai in 0..n {
                 self.run_action(&pass, next, ActionAt::Condition(ci, ai), sink, &mut arith);
             }
         }
-        let n = self.plan.program.events[event].behaviour(state).expect("checked").post_actions.len();
+        let n = self.plan.program.events[event]
+            .behaviour(state)
+            .expect("checked")
+            .post_actions
+            .len();
         for ai in 0..n {
             self.run_action(&pass, next, ActionAt::Post(ai), sink, &mut arith);
         }
@@ -381,7 +442,9 @@ impl AppRuntime {
         self.metric_values.iter_mut().for_each(|v| *v = 0.0);
         self.ops.clear();
         self.op_source.clear();
-        let bp = self.plan.behaviours[pass.event][pass.state.index()].as_ref().expect("checked");
+        let bp = self.plan.behaviours[pass.event][pass.state.index()]
+            .as_ref()
+            .expect("checked");
         for (i, t) in bp.ops.iter().enumerate() {
             let fields = &self.plan.keys[t.key.0 as usize].fields;
             if !write_fields(pass.ctx, fields, &mut self.keybuf) {
@@ -398,7 +461,8 @@ impl AppRuntime {
                     .unwrap_or(0)
                     .min(u32::MAX as u64) as u32,
             };
-            let mut op = Op::new(t.metric, t.kind, key.as_bytes(), value, pass.ts).expect("folded keys fit");
+            let mut op =
+                Op::new(t.metric, t.kind, key.as_bytes(), value, pass.ts).expect("folded keys fit");
             if t.gated {
                 op = op.if_new();
             }
@@ -416,7 +480,8 @@ impl AppRuntime {
                         self.stats.evictions += 1;
                     }
                     if let Some(m) = t.value_of {
-                        self.metric_values[m as usize] = self.plan.metric_plans[t.metric as usize].decode(r.value);
+                        self.metric_values[m as usize] =
+                            self.plan.metric_plans[t.metric as usize].decode(r.value);
                     }
                 }
                 other => {
@@ -428,7 +493,9 @@ impl AppRuntime {
     }
 
     fn action<'s>(&'s self, pass: &Pass<'_, '_>, at: ActionAt) -> &'s Action {
-        let b = self.plan.program.events[pass.event].behaviour(pass.state).expect("checked");
+        let b = self.plan.program.events[pass.event]
+            .behaviour(pass.state)
+            .expect("checked");
         match at {
             ActionAt::Condition(c, a) => &b.conditions[c].actions[a],
             ActionAt::Post(a) => &b.post_actions[a],
@@ -446,18 +513,24 @@ impl AppRuntime {
         let ctx = pass.ctx;
         match self.action(pass, at).clone_light() {
             Light::Publish(topic) => {
-                let Action::Publish { text, .. } = self.action(pass, at) else { unreachable!() };
+                let Action::Publish { text, .. } = self.action(pass, at) else {
+                    unreachable!()
+                };
                 let text = self.render(text, pass, next);
                 let raw = (topic == "raw").then(|| hex(ctx.frame()));
                 self.emit(pass, next, &topic, text, raw, sink);
             }
             Light::Print => {
-                let Action::Print(text) = self.action(pass, at) else { unreachable!() };
+                let Action::Print(text) = self.action(pass, at) else {
+                    unreachable!()
+                };
                 let text = self.render(text, pass, next);
                 self.emit(pass, next, "print", text, None, sink);
             }
             Light::Exec => {
-                let Action::Exec(text) = self.action(pass, at) else { unreachable!() };
+                let Action::Exec(text) = self.action(pass, at) else {
+                    unreachable!()
+                };
                 let cmd = self.render(text, pass, next);
                 match &mut self.exec {
                     Some(e) => e.submit(cmd),
@@ -466,7 +539,9 @@ impl AppRuntime {
             }
             Light::TableUpdate => {
                 let (table, op, kref) = match self.action(pass, at) {
-                    Action::TableUpdate { table, key, op, .. } => (table.index(), *op, self.plan.key_ref(key)),
+                    Action::TableUpdate { table, key, op, .. } => {
+                        (table.index(), *op, self.plan.key_ref(key))
+                    }
                     _ => unreachable!("matched as a table update"),
                 };
                 let v = {
@@ -511,13 +586,17 @@ impl AppRuntime {
             }
             Light::TableReset(t) => self.tables[t].clear(),
             Light::MetricReset => {
-                let Action::MetricReset { metric, key } = self.action(pass, at) else { unreachable!() };
+                let Action::MetricReset { metric, key } = self.action(pass, at) else {
+                    unreachable!()
+                };
                 let m = metric.index();
                 let kref = key.as_ref().map(|k| self.plan.key_ref(k));
                 self.reset_metric(m, kref, pass);
             }
             Light::Block(seconds) => {
-                let Action::Block { key, .. } = self.action(pass, at) else { unreachable!() };
+                let Action::Block { key, .. } = self.action(pass, at) else {
+                    unreachable!()
+                };
                 let kref = self.plan.key_ref(key);
                 if let Some(k) = self.build_key(kref, ctx) {
                     self.blocks.insert(k, pass.ts + (seconds * 1e9) as u64);
@@ -526,7 +605,9 @@ impl AppRuntime {
                 }
             }
             Light::Unblock => {
-                let Action::Unblock { key } = self.action(pass, at) else { unreachable!() };
+                let Action::Unblock { key } = self.action(pass, at) else {
+                    unreachable!()
+                };
                 let kref = self.plan.key_ref(key);
                 if let Some(k) = self.build_key(kref, ctx) {
                     if self.blocks.remove(&k).is_some() {
@@ -536,7 +617,9 @@ impl AppRuntime {
                 }
             }
             Light::TimeoutSet(class, seconds) => {
-                let Action::TimeoutSet { key, .. } = self.action(pass, at) else { unreachable!() };
+                let Action::TimeoutSet { key, .. } = self.action(pass, at) else {
+                    unreachable!()
+                };
                 let k = match key {
                     None => Some(pass.key),
                     Some(key) => {
@@ -552,7 +635,9 @@ impl AppRuntime {
                     self.timeouts.remove(&(class, k));
                 } else {
                     let period_ns = ((seconds * 1e9) as u64).max(1);
-                    let seq = self.timers.arm(pass.ts + period_ns, TimerKind::Timeout(class, k));
+                    let seq = self
+                        .timers
+                        .arm(pass.ts + period_ns, TimerKind::Timeout(class, k));
                     self.timeouts.insert(
                         (class, k),
                         TimeoutRecord {
@@ -593,20 +678,36 @@ impl AppRuntime {
                     self.stats.ops_missing_key += 1;
                     return;
                 };
-                let op = Op::new(vm, OpKind::ResetKey, k.as_bytes(), 0, pass.ts).expect("folded keys fit");
+                let op = Op::new(vm, OpKind::ResetKey, k.as_bytes(), 0, pass.ts)
+                    .expect("folded keys fit");
                 self.engine.apply_one(&op);
             }
         }
     }
 
-    fn emit(&mut self, pass: &Pass<'_, '_>, next: StateId, topic: &str, text: String, raw: Option<String>, sink: &mut dyn EventSink) {
+    fn emit(
+        &mut self,
+        pass: &Pass<'_, '_>,
+        next: StateId,
+        topic: &str,
+        text: String,
+        raw: Option<String>,
+        sink: &mut dyn EventSink,
+    ) {
         let program = &self.plan.program;
         let info = program.state_info(pass.event, pass.state);
-        let bp = self.plan.behaviours[pass.event][pass.state.index()].as_ref().expect("checked");
+        let bp = self.plan.behaviours[pass.event][pass.state.index()]
+            .as_ref()
+            .expect("checked");
         let features = bp
             .features_used
             .iter()
-            .map(|&f| (program.features[f as usize].name.clone(), self.feature_values[f as usize]))
+            .map(|&f| {
+                (
+                    program.features[f as usize].name.clone(),
+                    self.feature_values[f as usize],
+                )
+            })
             .collect();
         let event = match &program.events[pass.event].kind {
             EventKind::Packet { .. } => format!("packet:{}", pass.event),
@@ -656,12 +757,20 @@ impl AppRuntime {
                             out.push_str(&v.to_string());
                         }
                     }
-                    Subst::Feature(f) => out.push_str(&format!("{:.6}", self.feature_values[f.index()])),
-                    Subst::Metric(m) => out.push_str(&format!("{:.6}", self.metric_values[m.index()])),
+                    Subst::Feature(f) => {
+                        out.push_str(&format!("{:.6}", self.feature_values[f.index()]))
+                    }
+                    Subst::Metric(m) => {
+                        out.push_str(&format!("{:.6}", self.metric_values[m.index()]))
+                    }
                     Subst::Timestamp => out.push_str(&pass.ts.to_string()),
                     Subst::Key => out.push_str(&self.render_pass_key(pass)),
-                    Subst::State(a) => out.push_str(attr(program.state_info(pass.event, pass.state), *a)),
-                    Subst::NextState(a) => out.push_str(attr(program.state_info(pass.event, next), *a)),
+                    Subst::State(a) => {
+                        out.push_str(attr(program.state_info(pass.event, pass.state), *a))
+                    }
+                    Subst::NextState(a) => {
+                        out.push_str(attr(program.state_info(pass.event, next), *a))
+                    }
                     Subst::ProbeId => out.push_str(&self.options.probe_id),
                 },
             }
@@ -762,7 +871,11 @@ impl ExprEnv for Env<'_, '_, '_> {
         self.rt.metric_values[i as usize]
     }
     fn field(&self, f: streamon_packet::Field) -> f64 {
-        self.ctx.get(f).and_then(|v| v.as_u64()).map(|v| v as f64).unwrap_or(0.0)
+        self.ctx
+            .get(f)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as f64)
+            .unwrap_or(0.0)
     }
     fn table(&self, t: u32, key: &Key) -> f64 {
         let kref = self.rt.plan.key_ref(key);

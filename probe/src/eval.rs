@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(eval(&t(BinaryOp::And, 2.0, 3.0), &Env, &mut s), 1.0);
         assert_eq!(eval(&t(BinaryOp::Or, 0.0, 0.0), &Env, &mut s), 0.0);
         assert_eq!(eval(&t(BinaryOp::Gt, 2.0, 1.2), &Env, &mut s), 1.0);
-        let mx = Expr::Call(Func::Max, vec![Expr::Const(1.0), Expr::Metric(streamon_lang::MetricId(2))]);
+        let mx = Expr::Call(
+            Func::Max,
+            vec![Expr::Const(1.0), Expr::Metric(streamon_lang::MetricId(2))],
+        );
         assert_eq!(eval(&mx, &Env, &mut s), 20.0);
     }
 }

@@ -65,7 +65,9 @@ impl ExecRunner {
         if let Some(tx) = &self.tx {
             match tx.try_send(cmd) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => self.dropped += 1,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.dropped += 1
+                }
             }
         }
     }
@@ -100,7 +102,9 @@ fn run_bounded(cmd: &str) -> bool {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status.success(),
-            Ok(None) if start.elapsed() < EXEC_TIMEOUT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if start.elapsed() < EXEC_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();

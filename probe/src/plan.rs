@@ -183,7 +183,11 @@ impl AppPlan {
             }
             if let Some(vm) = &m.monitor {
                 let spec = match &vm.kind {
-                    MonitorKind::Tewma { decay, size_log2, nhash } => MetricSpec::DecayingFilter {
+                    MonitorKind::Tewma {
+                        decay,
+                        size_log2,
+                        nhash,
+                    } => MetricSpec::DecayingFilter {
                         log2_cells: *size_log2 as u32,
                         rows: *nhash as u32,
                         tau: tau(decay),
@@ -196,11 +200,17 @@ impl AppPlan {
                         table: table_spec(table),
                     },
                     MonitorKind::Simple => MetricSpec::Global,
-                    MonitorKind::Sliding { window_s, table, .. } => MetricSpec::SlidingWindow {
+                    MonitorKind::Sliding {
+                        window_s, table, ..
+                    } => MetricSpec::SlidingWindow {
                         table: table_spec(table),
                         window_ns: (window_s * 1e9) as u64,
                     },
-                    MonitorKind::CountMin { size_log2, nhash, conservative } => MetricSpec::CountMin {
+                    MonitorKind::CountMin {
+                        size_log2,
+                        nhash,
+                        conservative,
+                    } => MetricSpec::CountMin {
                         log2_cells: *size_log2 as u32,
                         rows: *nhash as u32,
                         conservative: *conservative,
@@ -291,12 +301,14 @@ fn plan_behaviour(
         if let Some(vd) = slot.detector {
             match (&um.vd_get, &um.vd_set) {
                 (Some(g), Some(s)) if g == s => {
-                    plan.ops.push(op(vd, OpKind::VdGetSet, interner.key(g), false, app_metric));
+                    plan.ops
+                        .push(op(vd, OpKind::VdGetSet, interner.key(g), false, app_metric));
                     has_vd_read = true;
                 }
                 (g, s) => {
                     if let Some(g) = g {
-                        plan.ops.push(op(vd, OpKind::VdGet, interner.key(g), false, app_metric));
+                        plan.ops
+                            .push(op(vd, OpKind::VdGet, interner.key(g), false, app_metric));
                         has_vd_read = true;
                     }
                     if let Some(s) = s {
@@ -313,16 +325,19 @@ fn plan_behaviour(
             let gated = has_vd_read;
             match (&um.vm_set, &um.vm_get) {
                 (Some(s), Some(g)) if s == g => {
-                    plan.ops.push(op(vm, OpKind::AddGet, interner.key(s), gated, app_metric));
+                    plan.ops
+                        .push(op(vm, OpKind::AddGet, interner.key(s), gated, app_metric));
                     value_op = Some(plan.ops.len() - 1);
                 }
                 (s, g) => {
                     if let Some(s) = s {
-                        plan.ops.push(op(vm, OpKind::Add, interner.key(s), gated, app_metric));
+                        plan.ops
+                            .push(op(vm, OpKind::Add, interner.key(s), gated, app_metric));
                         value_op = Some(plan.ops.len() - 1);
                     }
                     if let Some(g) = g {
-                        plan.ops.push(op(vm, OpKind::Get, interner.key(g), false, app_metric));
+                        plan.ops
+                            .push(op(vm, OpKind::Get, interner.key(g), false, app_metric));
                         value_op = Some(plan.ops.len() - 1);
                     }
                 }
@@ -353,7 +368,12 @@ fn plan_behaviour(
     for a in &b.post_actions {
         action_exprs(a, &mut note);
     }
-    for a in b.conditions.iter().flat_map(|c| &c.actions).chain(&b.post_actions) {
+    for a in b
+        .conditions
+        .iter()
+        .flat_map(|c| &c.actions)
+        .chain(&b.post_actions)
+    {
         collect_action_keys(a, interner, block_keys);
         if let Action::Publish { text, .. } | Action::Print(text) | Action::Exec(text) = a {
             for p in &text.parts {

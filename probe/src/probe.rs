@@ -85,7 +85,13 @@ impl Probe {
     }
 
     /// Processes one captured frame.
-    pub fn frame(&mut self, frame: &[u8], linktype: LinkType, meta: FrameMeta, sink: &mut dyn EventSink) {
+    pub fn frame(
+        &mut self,
+        frame: &[u8],
+        linktype: LinkType,
+        meta: FrameMeta,
+        sink: &mut dyn EventSink,
+    ) {
         self.stats.packets += 1;
         match parse(frame, linktype, meta) {
             Ok(p) => {
@@ -94,7 +100,13 @@ impl Probe {
                     app.packet(&p, sink);
                 }
             }
-            Err(skip) => *self.stats.skipped.entry(skip.name().to_string()).or_default() += 1,
+            Err(skip) => {
+                *self
+                    .stats
+                    .skipped
+                    .entry(skip.name().to_string())
+                    .or_default() += 1
+            }
         }
     }
 
@@ -111,7 +123,10 @@ impl Probe {
 
     /// Counters of each application, by name.
     pub fn app_stats(&self) -> Vec<(String, AppStats)> {
-        self.apps.iter().map(|a| (a.name().to_string(), a.stats())).collect()
+        self.apps
+            .iter()
+            .map(|a| (a.name().to_string(), a.stats()))
+            .collect()
     }
 }
 

@@ -86,16 +86,25 @@ impl SwEngine {
     #[inline]
     fn validate(&self, op: &Op) -> Result<OpKind, Status> {
         let kind = OpKind::from_u8(op.kind).ok_or(Status::UnknownOpKind)?;
-        let plan = self.plans.get(op.metric as usize).ok_or(Status::UnknownMetric)?;
+        let plan = self
+            .plans
+            .get(op.metric as usize)
+            .ok_or(Status::UnknownMetric)?;
         if op.key_len as usize > KEY_MAX {
             return Err(Status::KeyTooLong);
         }
         let supported = match plan.kind {
             MetricKind::VariationDetector => {
-                matches!(kind, OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet | OpKind::Clear)
+                matches!(
+                    kind,
+                    OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet | OpKind::Clear
+                )
             }
             MetricKind::HyperLogLog => {
-                matches!(kind, OpKind::Add | OpKind::Get | OpKind::AddGet | OpKind::Clear)
+                matches!(
+                    kind,
+                    OpKind::Add | OpKind::Get | OpKind::AddGet | OpKind::Clear
+                )
             }
             _ => !matches!(kind, OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet),
         };
@@ -142,7 +151,11 @@ impl SwEngine {
             Metric::Vd(vd) => match kind {
                 OpKind::VdGet => vd.get(pos),
                 OpKind::VdSet | OpKind::VdGetSet => {
-                    let seen = if kind == OpKind::VdGetSet { vd.get(pos) } else { 0 };
+                    let seen = if kind == OpKind::VdGetSet {
+                        vd.get(pos)
+                    } else {
+                        0
+                    };
                     if vd.set(pos) {
                         flags |= ResultFlags::SWAPPED;
                     }
@@ -254,7 +267,12 @@ impl MetricEngine for SwEngine {
             _ => 0,
         };
         let mut out = Vec::with_capacity(HEADER_WORDS);
-        out.extend([plan.kind as u64, plan.log2_size as u64, plan.width as u64, counter]);
+        out.extend([
+            plan.kind as u64,
+            plan.log2_size as u64,
+            plan.width as u64,
+            counter,
+        ]);
         match m {
             Metric::Vd(vd) => vd.dump(&mut out),
             Metric::Decaying(f) => f.dump(&mut out),

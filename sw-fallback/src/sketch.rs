@@ -148,7 +148,10 @@ impl CountMin {
 
     pub(crate) fn add(&mut self, pos: &Positions, value: u32) -> u64 {
         if self.conservative {
-            let new = self.get(pos).saturating_add(value as u64).min(u32::MAX as u64) as u32;
+            let new = self
+                .get(pos)
+                .saturating_add(value as u64)
+                .min(u32::MAX as u64) as u32;
             for r in 0..self.rows {
                 let i = self.index(pos, r);
                 self.cells[i] = self.cells[i].max(new);

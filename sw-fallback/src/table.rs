@@ -138,7 +138,14 @@ impl ExactTable {
         slot
     }
 
-    pub(crate) fn add(&mut self, pos: &Positions, key: &PackedKey, value: u32, ts_ns: u64, flags: &mut u8) -> u64 {
+    pub(crate) fn add(
+        &mut self,
+        pos: &Positions,
+        key: &PackedKey,
+        value: u32,
+        ts_ns: u64,
+        flags: &mut u8,
+    ) -> u64 {
         let now = tick(ts_ns, self.tick_shift);
         let start = self.bucket_start(pos);
         let i = self.find_or_insert(start, key, now, flags);
@@ -182,7 +189,13 @@ impl ExactTable {
             _ => {
                 let (cur, prev, start) =
                     roll(s[W_VALUE], (s[W_TIME] >> 32) as u32, now, self.window_ticks);
-                estimate(cur, prev, age(now, start), self.window_ticks, self.window_recip)
+                estimate(
+                    cur,
+                    prev,
+                    age(now, start),
+                    self.window_ticks,
+                    self.window_recip,
+                )
             }
         }
     }
@@ -206,7 +219,12 @@ impl ExactTable {
     pub(crate) fn dump(&self, out: &mut Vec<u64>) {
         for s in self.slots.iter() {
             out.extend_from_slice(&s[..W_META]);
-            out.extend([s[W_META], s[W_VALUE], s[W_TIME] & 0xFFFF_FFFF, s[W_TIME] >> 32]);
+            out.extend([
+                s[W_META],
+                s[W_VALUE],
+                s[W_TIME] & 0xFFFF_FFFF,
+                s[W_TIME] >> 32,
+            ]);
         }
     }
 }

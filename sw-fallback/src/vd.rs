@@ -43,7 +43,9 @@ impl VariationDetector {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.blocks.iter_mut().for_each(|b| *b = [0; 2 * BLOCK_WORDS]);
+        self.blocks
+            .iter_mut()
+            .for_each(|b| *b = [0; 2 * BLOCK_WORDS]);
         let m = 1u32 << self.log2_bits;
         self.learning = 0;
         self.zeros = [m, m];

@@ -176,10 +176,17 @@ impl Reference {
         }
         let now = (op.ts_ns >> plan.tick_shift) as u32;
         let value = match m {
-            Model::Vd { bits, learning, threshold, swaps } => {
+            Model::Vd {
+                bits,
+                learning,
+                threshold,
+                swaps,
+            } => {
                 let n = plan.log2_size;
                 let base = pos.bloom_block(n) * 512;
-                let idx: Vec<usize> = (0..plan.width).map(|i| base + pos.bloom_bit(i) as usize).collect();
+                let idx: Vec<usize> = (0..plan.width)
+                    .map(|i| base + pos.bloom_bit(i) as usize)
+                    .collect();
                 let det = 1 - *learning;
                 let seen = idx.iter().all(|&i| bits[det][i]) as u64;
                 if kind != OpKind::VdGet {
@@ -204,10 +211,19 @@ impl Reference {
                 }
             }
             Model::Cells { counts, ticks } => {
-                let cells: Vec<usize> = (0..plan.width).map(|r| pos.row_cell(r, plan.log2_size)).collect();
+                let cells: Vec<usize> = (0..plan.width)
+                    .map(|r| pos.row_cell(r, plan.log2_size))
+                    .collect();
                 if plan.kind == MetricKind::DecayingFilter {
                     let dec: Vec<u64> = (0..cells.len())
-                        .map(|r| decay_by_table(counts[r][cells[r]], now, ticks[r][cells[r]], &plan.decay))
+                        .map(|r| {
+                            decay_by_table(
+                                counts[r][cells[r]],
+                                now,
+                                ticks[r][cells[r]],
+                                &plan.decay,
+                            )
+                        })
                         .collect();
                     let min = *dec.iter().min().unwrap();
                     match kind {
@@ -252,7 +268,8 @@ impl Reference {
                         }
                         _ => {
                             for r in 0..cells.len() {
-                                counts[r][cells[r]] = (counts[r][cells[r]] + op.value as u64).min(u32::MAX as u64);
+                                counts[r][cells[r]] =
+                                    (counts[r][cells[r]] + op.value as u64).min(u32::MAX as u64);
                             }
                             (0..cells.len()).map(|r| counts[r][cells[r]]).min().unwrap()
                         }
@@ -279,7 +296,9 @@ impl Reference {
             },
             Model::Table { buckets, evictions } => {
                 let bucket = &mut buckets[pos.bucket(plan.log2_size)];
-                let found = bucket.iter().position(|s| s.as_ref().is_some_and(|e| e.key == key));
+                let found = bucket
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|e| e.key == key));
                 match kind {
                     OpKind::ResetKey => {
                         if let Some(i) = found {
@@ -293,7 +312,9 @@ impl Reference {
                             let e = bucket[i].as_ref().unwrap();
                             match plan.kind {
                                 MetricKind::ExactCounter => e.value,
-                                MetricKind::ExactEwma => decay_by_table(e.value, now, e.tick, &plan.decay),
+                                MetricKind::ExactEwma => {
+                                    decay_by_table(e.value, now, e.tick, &plan.decay)
+                                }
                                 _ => {
                                     let (c, p, s) = sliding_roll(e, now, plan.window_ticks);
                                     sliding_estimate(c, p, s, now, &plan)
@@ -310,14 +331,22 @@ impl Reference {
                                     Some(i) => i,
                                     None => {
                                         // Oldest write wins eviction; ties to the lowest way.
-                                        let ages: Vec<u32> = bucket.iter().map(|s| age(now, s.as_ref().unwrap().tick)).collect();
+                                        let ages: Vec<u32> = bucket
+                                            .iter()
+                                            .map(|s| age(now, s.as_ref().unwrap().tick))
+                                            .collect();
                                         let max = *ages.iter().max().unwrap();
                                         *evictions += 1;
                                         flags |= ResultFlags::EVICTED;
                                         ages.iter().position(|&a| a == max).unwrap()
                                     }
                                 };
-                                bucket[i] = Some(Entry { key: key.clone(), value: 0, tick: now, aux: now });
+                                bucket[i] = Some(Entry {
+                                    key: key.clone(),
+                                    value: 0,
+                                    tick: now,
+                                    aux: now,
+                                });
                                 i
                             }
                         };
@@ -329,7 +358,8 @@ impl Reference {
                                 e.value
                             }
                             MetricKind::ExactEwma => {
-                                e.value = decay_by_table(e.value, now, e.tick, &plan.decay).saturating_add(v << 24);
+                                e.value = decay_by_table(e.value, now, e.tick, &plan.decay)
+                                    .saturating_add(v << 24);
                                 e.value
                             }
                             _ => {
@@ -353,13 +383,27 @@ impl Reference {
         let plan = &self.plans[id];
         let mut out = vec![plan.kind as u64, plan.log2_size as u64, plan.width as u64];
         match &self.models[id] {
-            Model::Vd { bits, learning, threshold, swaps } => {
+            Model::Vd {
+                bits,
+                learning,
+                threshold,
+                swaps,
+            } => {
                 out.push(*swaps);
                 let zeros = |b: &Vec<bool>| b.iter().filter(|x| !**x).count() as u64;
-                out.extend([*learning as u64, zeros(&bits[*learning]), zeros(&bits[1 - *learning]), *threshold as u64]);
+                out.extend([
+                    *learning as u64,
+                    zeros(&bits[*learning]),
+                    zeros(&bits[1 - *learning]),
+                    *threshold as u64,
+                ]);
                 for b in bits {
                     for word in b.chunks(64) {
-                        out.push(word.iter().enumerate().fold(0, |acc, (i, &x)| acc | (x as u64) << i));
+                        out.push(
+                            word.iter()
+                                .enumerate()
+                                .fold(0, |acc, (i, &x)| acc | (x as u64) << i),
+                        );
                     }
                 }
             }
@@ -379,7 +423,11 @@ impl Reference {
                 out.push(hll_packed(regs) & ((1 << 48) - 1));
                 out.push(hll_packed(regs) >> 48);
                 for c in regs.chunks(8) {
-                    out.push(c.iter().enumerate().fold(0, |acc, (i, &r)| acc | (r as u64) << (8 * i)));
+                    out.push(
+                        c.iter()
+                            .enumerate()
+                            .fold(0, |acc, (i, &r)| acc | (r as u64) << (8 * i)),
+                    );
                 }
             }
             Model::Global(s) => out.extend([0, *s]),
@@ -395,7 +443,12 @@ impl Reference {
                                 for c in bytes.chunks(8) {
                                     out.push(u64::from_le_bytes(c.try_into().unwrap()));
                                 }
-                                out.extend([1 | (e.key.len() as u64) << 8, e.value, e.tick as u64, e.aux as u64]);
+                                out.extend([
+                                    1 | (e.key.len() as u64) << 8,
+                                    e.value,
+                                    e.tick as u64,
+                                    e.aux as u64,
+                                ]);
                             }
                         }
                     }
@@ -408,18 +461,45 @@ impl Reference {
 
 /// Small structures so collisions, swaps, saturation and evictions happen.
 fn small_plans() -> Vec<MetricPlan> {
-    let table = TableSpec { log2_buckets: 2, ways: 2 };
+    let table = TableSpec {
+        log2_buckets: 2,
+        ways: 2,
+    };
     [
-        MetricSpec::VariationDetector { log2_bits: 10, hashes: 4 },
+        MetricSpec::VariationDetector {
+            log2_bits: 10,
+            hashes: 4,
+        },
         MetricSpec::ExactCounter { table },
-        MetricSpec::DecayingFilter { log2_cells: 4, rows: 3, tau: TimeConstant { tau_ns: 5e6 } },
-        MetricSpec::CountMin { log2_cells: 4, rows: 2, conservative: false },
-        MetricSpec::CountMin { log2_cells: 4, rows: 3, conservative: true },
+        MetricSpec::DecayingFilter {
+            log2_cells: 4,
+            rows: 3,
+            tau: TimeConstant { tau_ns: 5e6 },
+        },
+        MetricSpec::CountMin {
+            log2_cells: 4,
+            rows: 2,
+            conservative: false,
+        },
+        MetricSpec::CountMin {
+            log2_cells: 4,
+            rows: 3,
+            conservative: true,
+        },
         MetricSpec::HyperLogLog { log2_registers: 4 },
         MetricSpec::Global,
-        MetricSpec::ExactEwma { table, tau: TimeConstant { tau_ns: 2e6 } },
-        MetricSpec::SlidingWindow { table, window_ns: 3_000_000 },
-        MetricSpec::VariationDetector { log2_bits: 9, hashes: 16 },
+        MetricSpec::ExactEwma {
+            table,
+            tau: TimeConstant { tau_ns: 2e6 },
+        },
+        MetricSpec::SlidingWindow {
+            table,
+            window_ns: 3_000_000,
+        },
+        MetricSpec::VariationDetector {
+            log2_bits: 9,
+            hashes: 16,
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
@@ -432,7 +512,7 @@ fn op_stream() -> impl Strategy<Value = Vec<Op>> {
     let op = (
         prop_oneof![10 => 0u16..10, 1 => Just(10u16)], // metric (10 = unknown)
         prop_oneof![9 => 1u8..=6, 1 => 7u8..=8, 1 => Just(0u8), 1 => Just(9u8)],
-        0u8..12,                                    // key id (small space: collisions)
+        0u8..12, // key id (small space: collisions)
         prop_oneof![8 => 0u32..4, 1 => Just(u32::MAX), 1 => any::<u32>()],
         prop_oneof![6 => 0u64..2_000_000, 1 => 0u64..40_000_000, 4 => Just(0u64)], // time step
         prop_oneof![6 => Just(0u8), 2 => Just(OP_FLAG_IF_NEW)],
@@ -449,9 +529,20 @@ fn op_stream() -> impl Strategy<Value = Vec<Op>> {
         let mut ts = start;
         raw.into_iter()
             .map(|(metric, kind, key, value, step, flags, long, back)| {
-                ts = if back { ts.saturating_sub(step) } else { ts.saturating_add(step) };
+                ts = if back {
+                    ts.saturating_sub(step)
+                } else {
+                    ts.saturating_add(step)
+                };
                 let key_bytes = [key, key.wrapping_mul(7), 0xAB];
-                let mut op = Op::new(metric, OpKind::Add, &key_bytes[..1 + key as usize % 3], value, ts).unwrap();
+                let mut op = Op::new(
+                    metric,
+                    OpKind::Add,
+                    &key_bytes[..1 + key as usize % 3],
+                    value,
+                    ts,
+                )
+                .unwrap();
                 op.kind = kind;
                 op.flags = flags;
                 if long {
@@ -469,7 +560,14 @@ fn dumps_equal(engine: &SwEngine, model: &Reference) -> Result<(), TestCaseError
         let want = model.dump(id);
         prop_assert_eq!(got.len(), want.len(), "dump length of metric {}", id);
         if let Some(w) = (0..got.len()).find(|&w| got[w] != want[w]) {
-            prop_assert!(false, "metric {} dump word {}: engine {:#x}, model {:#x}", id, w, got[w], want[w]);
+            prop_assert!(
+                false,
+                "metric {} dump word {}: engine {:#x}, model {:#x}",
+                id,
+                w,
+                got[w],
+                want[w]
+            );
         }
     }
     Ok(())
@@ -504,7 +602,11 @@ proptest! {
 fn a_variation_detector_swaps_as_the_original() {
     // m = 1024 bits, k = 4: the first swap comes once ~29 % of the learning
     // filter is set, i.e. after roughly 300/4 ≈ 80–90 distinct keys.
-    let plan = MetricPlan::install(MetricSpec::VariationDetector { log2_bits: 10, hashes: 4 }).unwrap();
+    let plan = MetricPlan::install(MetricSpec::VariationDetector {
+        log2_bits: 10,
+        hashes: 4,
+    })
+    .unwrap();
     let mut engine = SwEngine::new(std::slice::from_ref(&plan));
     let mut model = Reference::new(std::slice::from_ref(&plan));
     let mut first_swap = None;

@@ -108,7 +108,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check { apps } => Ok(check(&apps)),
         Command::Run(args) => run_trace(args),
-        Command::Demo { events, format, write_trace, seed } => demo(&events, format, write_trace, seed),
+        Command::Demo {
+            events,
+            format,
+            write_trace,
+            seed,
+        } => demo(&events, format, write_trace, seed),
     }
 }
 
@@ -163,7 +168,13 @@ fn format_of(f: OutFormat) -> Format {
 }
 
 /// Installs `source`; on check errors prints them and returns `Ok(false)`.
-fn install(probe: &mut Probe, name: &str, source: &str, file: &str, options: &RuntimeOptions) -> Result<bool> {
+fn install(
+    probe: &mut Probe,
+    name: &str,
+    source: &str,
+    file: &str,
+    options: &RuntimeOptions,
+) -> Result<bool> {
     match probe.install(name, source, file, &sw_engine, options.clone()) {
         Ok(warnings) => {
             for w in warnings {
@@ -191,7 +202,10 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
     for path in &args.apps {
         let file = path.display().to_string();
         let source = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(file.clone());
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or(file.clone());
         if !install(&mut probe, &name, &source, &file, &options)? {
             return Ok(ExitCode::from(2));
         }
@@ -227,11 +241,17 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
     }
 }
 
-fn demo(events: &str, format: OutFormat, write_trace: Option<PathBuf>, seed: u64) -> Result<ExitCode> {
+fn demo(
+    events: &str,
+    format: OutFormat,
+    write_trace: Option<PathBuf>,
+    seed: u64,
+) -> Result<ExitCode> {
     const DDOS: &str = include_str!("../../../apps/ddos.xml");
     let frames = tracegen::syn_flood(seed);
     if let Some(path) = &write_trace {
-        tracegen::write_pcap(path, &frames).with_context(|| format!("writing {}", path.display()))?;
+        tracegen::write_pcap(path, &frames)
+            .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {} frames to {}", frames.len(), path.display());
     }
     eprintln!(
@@ -239,7 +259,13 @@ fn demo(events: &str, format: OutFormat, write_trace: Option<PathBuf>, seed: u64
         frames.len()
     );
     let mut probe = Probe::new();
-    if !install(&mut probe, "ddos", DDOS, "apps/ddos.xml", &RuntimeOptions::default())? {
+    if !install(
+        &mut probe,
+        "ddos",
+        DDOS,
+        "apps/ddos.xml",
+        &RuntimeOptions::default(),
+    )? {
         bail!("the shipped DDoS application does not check");
     }
     let mut sink = WriterSink::new(open_events(events)?, format_of(format));
@@ -249,7 +275,12 @@ fn demo(events: &str, format: OutFormat, write_trace: Option<PathBuf>, seed: u64
             orig_len: f.data.len() as u32,
             packet_no: i as u64 + 1,
         };
-        probe.frame(&f.data, streamon_packet::LinkType::Ethernet, meta, &mut sink);
+        probe.frame(
+            &f.data,
+            streamon_packet::LinkType::Ethernet,
+            meta,
+            &mut sink,
+        );
     }
     probe.finish();
     sink.flush().context("writing events")?;
@@ -314,5 +345,6 @@ fn write_stats(probe: &Probe, path: &Path) -> Result<()> {
         .map(|(n, s)| (n, serde_json::to_value(s).unwrap_or_default()))
         .collect();
     let v = serde_json::json!({ "probe": probe.stats(), "apps": apps });
-    std::fs::write(path, serde_json::to_vec_pretty(&v)?).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_vec_pretty(&v)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
