@@ -136,7 +136,7 @@ impl<'a> Cursor<'a> {
     pub(crate) fn found(&self) -> String {
         match self.peek() {
             None => "end of text".to_string(),
-            Some(c) if is_ident_start(c) => {
+            Some(c) if is_ident_continue(c) => {
                 let word: String = self
                     .rest()
                     .chars()

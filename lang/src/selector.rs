@@ -8,7 +8,8 @@
 //! unary    = ("not" | "!") unary | "(" or ")" | test ;
 //! test     = field [ cmpop ] value            (* no operator means == *)
 //!          | field "&" value [ cmpop value ]  (* masked test *)
-//!          | field "in" prefix ;              (* address in CIDR prefix *)
+//!          | field "in" prefix                 (* address in CIDR prefix *)
+//!          | field "in" "{" value { "," value } "}" ;   (* any of; an "or" of == *)
 //! cmpop    = "==" | "!=" | "<" | ">" | "<=" | ">="
 //!          | "eq" | "neq" | "lt" | "gt" | "lt_eq" | "gt_eq" ;
 //! value    = word | string ;
@@ -51,6 +52,9 @@ pub(crate) enum RawTestKind {
         cmp: Option<(CmpOp, Span, RawValue)>,
     },
     In(RawValue),
+    /// `field in { v, v, … }`: any of the values (each a prefix for
+    /// address fields).
+    InSet(Vec<RawValue>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -192,7 +196,27 @@ impl SelParser<'_, '_> {
             };
             RawTestKind::Mask { mask, cmp }
         } else if self.c.eat_word("in") {
-            RawTestKind::In(self.value(&field)?)
+            self.c.skip_ws();
+            if self.c.eat("{") {
+                let mut values = Vec::new();
+                loop {
+                    values.push(self.value(&field)?);
+                    self.c.skip_ws();
+                    if self.c.eat(",") {
+                        continue;
+                    }
+                    if self.c.eat("}") {
+                        break;
+                    }
+                    return Err(SyntaxError::new(
+                        self.c.pos,
+                        format!("expected `,` or `}}` in the set, found {}", self.c.found()),
+                    ));
+                }
+                RawTestKind::InSet(values)
+            } else {
+                RawTestKind::In(self.value(&field)?)
+            }
         } else {
             let op_start = self.c.pos;
             let (op, op_span) = match self.cmpop() {
@@ -254,7 +278,7 @@ impl SelParser<'_, '_> {
             });
         }
         while let Some(ch) = self.c.peek() {
-            if ch.is_whitespace() || "()\"=!<>&".contains(ch) {
+            if ch.is_whitespace() || "()\"=!<>&,{}".contains(ch) {
                 break;
             }
             self.c.bump();
@@ -384,6 +408,11 @@ fn resolve(raw: &RawSel, errors: &mut Vec<SyntaxError>) -> Selector {
         RawSel::Not(inner) => Selector::Not(Box::new(resolve(inner, errors))),
         RawSel::And(v) => Selector::And(v.iter().map(|s| resolve(s, errors)).collect()),
         RawSel::Or(v) => Selector::Or(v.iter().map(|s| resolve(s, errors)).collect()),
+        RawSel::Test(RawTest {
+            field,
+            field_span,
+            kind: RawTestKind::InSet(values),
+        }) => resolve_set(field, field_span, values, errors),
         RawSel::Test(t) => match resolve_test(t, errors) {
             Some(t) => Selector::Test(t),
             None => Selector::Always,
@@ -431,11 +460,15 @@ fn resolve_test(t: &RawTest, errors: &mut Vec<SyntaxError>) -> Option<FieldTest>
                 },
             }
         }
+        RawTestKind::InSet(_) => return None, // resolved by `resolve_set`
         RawTestKind::In(v) => {
             if ty != FieldType::Addr {
                 errors.push(SyntaxError::new(
                     v.span.start,
-                    format!("`in` needs an address field; `{}` is not one", field.name()),
+                    format!(
+                        "`in` needs an address field, or a set `{{a, b, …}}`; `{}` is not an address field",
+                        field.name()
+                    ),
                 ));
                 return None;
             }
@@ -443,6 +476,36 @@ fn resolve_test(t: &RawTest, errors: &mut Vec<SyntaxError>) -> Option<FieldTest>
         }
     };
     Some(FieldTest { field, test })
+}
+
+/// `field in {a, b, …}` is `field == a or field == b or …` (for address
+/// fields each member may be a prefix).
+fn resolve_set(
+    name: &str,
+    span: &Span,
+    values: &[RawValue],
+    errors: &mut Vec<SyntaxError>,
+) -> Selector {
+    let Some(field) = Field::from_name(name) else {
+        errors.push(unknown_field(name, span.start));
+        return Selector::Always;
+    };
+    let mut tests: Vec<Selector> = Vec::new();
+    for v in values {
+        let test = if field.field_type() == FieldType::Addr && v.text.contains('/') {
+            prefix_value(v, errors).map(Test::InPrefix)
+        } else {
+            typed_value(field, v, errors).map(|x| Test::Compare(CmpOp::Eq, x))
+        };
+        if let Some(test) = test {
+            tests.push(Selector::Test(FieldTest { field, test }));
+        }
+    }
+    if tests.len() == 1 {
+        tests.pop().unwrap_or(Selector::Always)
+    } else {
+        Selector::Or(tests)
+    }
 }
 
 pub(crate) fn unknown_field(name: &str, at: usize) -> SyntaxError {
@@ -795,6 +858,31 @@ mod tests {
     }
 
     #[test]
+    fn sets() {
+        assert_eq!(
+            sel("proto udp and not dst_port in {25, 53,110}"),
+            "(and (Eq proto 17) (not (or (Eq dst_port 25) (Eq dst_port 53) (Eq dst_port 110))))"
+        );
+        assert_eq!(
+            sel("ip_src in {10.0.0.0/8, 192.168.1.1}"),
+            "(or (in ip_src 10.0.0.0/8) (Eq ip_src 192.168.1.1))"
+        );
+        assert_eq!(sel("proto in {tcp}"), "(Eq proto 6)");
+        assert_eq!(
+            sel("dst_port in {80, 1.2.3.4, x}"),
+            "error at 17: an address cannot be compared with `dst_port`, which is a number; error at 26: unknown symbol `x`"
+        );
+        assert_eq!(
+            sel("dst_port in {80 443}"),
+            "error at 16: expected `,` or `}` in the set, found `443`"
+        );
+        assert_eq!(
+            sel("dst_port in {}"),
+            "error at 13: expected a value for `dst_port`, found `}`"
+        );
+    }
+
+    #[test]
     fn strings_and_http() {
         assert_eq!(sel("http_method http-get"), "(Eq http_method \"GET\")");
         assert_eq!(
@@ -833,7 +921,7 @@ mod tests {
         );
         assert_eq!(
             sel("dst_port in 10.0.0.0/8"),
-            "error at 12: `in` needs an address field; `dst_port` is not one"
+            "error at 12: `in` needs an address field, or a set `{a, b, …}`; `dst_port` is not an address field"
         );
         assert_eq!(
             sel("ip_src in 10.0.0.0/33"),
