@@ -25,3 +25,13 @@ fn every_symbol_is_documented() {
         );
     }
 }
+
+#[test]
+fn the_first_program_checks_clean() {
+    let start = DOC.find("<!-- syn.xml").expect("the first program");
+    let end = start + DOC[start..].find("```").unwrap();
+    let (program, warnings) =
+        streamon_lang::parse_and_check(&DOC[start..end], "syn.xml").expect("checks");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(program.states.len(), 2);
+}
