@@ -837,6 +837,7 @@ impl<'a> Parsed<'a> {
     ///
     /// `flags` is StreaMon's overloaded field: the TCP flags byte on TCP,
     /// the DNS rcode on DNS over UDP, absent otherwise.
+    #[inline]
     pub fn get(&self, field: Field) -> Option<FieldValue<'_>> {
         use FieldValue::{Addr, Str, UInt};
         let v = match field {
@@ -889,6 +890,7 @@ impl<'a> Parsed<'a> {
     /// Appends the key encoding of `field` (see [`FieldValue::write_key`])
     /// to `out`. Returns `Ok(false)`, writing nothing, when the packet does
     /// not carry the field.
+    #[inline]
     pub fn write_key(&self, field: Field, out: &mut KeyBuf) -> Result<bool, KeyOverflow> {
         match self.get(field) {
             Some(v) => v.write_key(field, out).map(|()| true),
@@ -897,27 +899,32 @@ impl<'a> Parsed<'a> {
     }
 
     /// The frame's capture metadata.
+    #[inline]
     pub fn meta(&self) -> FrameMeta {
         self.meta
     }
 
     /// Capture time in nanoseconds since the Unix epoch.
+    #[inline]
     pub fn ts_ns(&self) -> u64 {
         self.meta.ts_ns
     }
 
     /// The link type the frame was parsed as.
+    #[inline]
     pub fn linktype(&self) -> LinkType {
         self.linktype
     }
 
     /// The whole captured frame, link-layer header included.
+    #[inline]
     pub fn frame(&self) -> &'a [u8] {
         self.frame
     }
 
     /// Length on the wire: the capture's original length, or the captured
     /// length when the metadata gives 0.
+    #[inline]
     pub fn frame_len(&self) -> u32 {
         match self.meta.orig_len {
             0 => u32::try_from(self.frame.len()).unwrap_or(u32::MAX),
@@ -926,6 +933,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// 4 or 6.
+    #[inline]
     pub fn ip_version(&self) -> u8 {
         match self.net {
             Net::V4(_) => 4,
@@ -934,6 +942,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// Source address.
+    #[inline]
     pub fn src_addr(&self) -> IpAddr {
         match &self.net {
             Net::V4(h) => IpAddr::V4(h.source_addr()),
@@ -942,6 +951,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst_addr(&self) -> IpAddr {
         match &self.net {
             Net::V4(h) => IpAddr::V4(h.destination_addr()),
@@ -951,6 +961,7 @@ impl<'a> Parsed<'a> {
 
     /// IP datagram length as the header states it: IPv4 total length,
     /// IPv6 payload length + 40.
+    #[inline]
     pub fn ip_len(&self) -> u32 {
         match &self.net {
             Net::V4(h) => h.total_len().into(),
@@ -959,11 +970,13 @@ impl<'a> Parsed<'a> {
     }
 
     /// The upper-layer protocol number (IPv6: after extension headers).
+    #[inline]
     pub fn proto(&self) -> u8 {
         self.proto
     }
 
     /// `(source, destination)` ports, on TCP and UDP.
+    #[inline]
     pub fn ports(&self) -> Option<(u16, u16)> {
         match &self.transport {
             Transport::Tcp(t) => Some((t.source_port(), t.destination_port())),
@@ -973,6 +986,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// The TCP flags byte (CWR ECE URG ACK PSH RST SYN FIN), on TCP.
+    #[inline]
     pub fn tcp_flags(&self) -> Option<u8> {
         match &self.transport {
             Transport::Tcp(t) => Some(t.slice()[13]),
@@ -981,17 +995,20 @@ impl<'a> Parsed<'a> {
     }
 
     /// The innermost VLAN id, when the frame is tagged.
+    #[inline]
     pub fn vlan(&self) -> Option<u16> {
         self.vlan
     }
 
     /// How many VLAN tags the frame carries (0 to [`MAX_VLAN_TAGS`]).
+    #[inline]
     pub fn vlan_tags(&self) -> u8 {
         self.vlan_tags
     }
 
     /// The bytes after the IP header and any IPv6 extension headers, cut to
     /// the IP length.
+    #[inline]
     pub fn ip_payload(&self) -> &'a [u8] {
         self.ip_payload
     }
@@ -999,11 +1016,13 @@ impl<'a> Parsed<'a> {
     /// The transport payload: after the TCP header, within the UDP length,
     /// after the 8-byte ICMP header; for other protocols (or a transport
     /// header that did not parse), the whole [`Parsed::ip_payload`].
+    #[inline]
     pub fn l4_payload(&self) -> &'a [u8] {
         self.l4_payload
     }
 
     /// The DNS message, on DNS ports, when its header was complete.
+    #[inline]
     pub fn dns(&self) -> Option<&Dns> {
         match &self.app {
             App::Dns { dns, .. } => Some(dns),
@@ -1012,11 +1031,13 @@ impl<'a> Parsed<'a> {
     }
 
     /// True when the DNS message came over TCP.
+    #[inline]
     pub fn dns_over_tcp(&self) -> bool {
         matches!(self.app, App::Dns { over_tcp: true, .. })
     }
 
     /// The HTTP request starting the TCP payload.
+    #[inline]
     pub fn http(&self) -> Option<&HttpRequest<'a>> {
         match &self.app {
             App::Http(h) => Some(h),
@@ -1025,6 +1046,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// The Modbus/TCP header, on port 502.
+    #[inline]
     pub fn modbus(&self) -> Option<&Modbus> {
         match &self.app {
             App::Modbus(m) => Some(m),
@@ -1033,11 +1055,13 @@ impl<'a> Parsed<'a> {
     }
 
     /// What was odd about this packet; see [`Anomalies`].
+    #[inline]
     pub fn anomalies(&self) -> Anomalies {
         self.anomalies
     }
 
     /// Shorthand for `anomalies().contains(Anomalies::DNS_MALFORMED)`.
+    #[inline]
     pub fn dns_malformed(&self) -> bool {
         self.anomalies.contains(Anomalies::DNS_MALFORMED)
     }

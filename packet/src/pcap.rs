@@ -303,8 +303,10 @@ impl<R: Read> PcapSource<R> {
                 // libpcap accepts records up to 256 KiB whatever the snap
                 // length says; so do we.
                 let max_caplen = (header.snaplen as usize).clamp(256 << 10, MAX_RECORD_LEN);
+                // The upper bits may carry the FCS length (pcap-linktype
+                // draft §4); the link type is the low 16.
                 let format = Format::Pcap {
-                    linktype: LinkType::from_u32(u32::from(header.datalink)),
+                    linktype: LinkType::from_u32(u32::from(header.datalink) & 0xffff),
                     parser,
                     max_caplen,
                 };
@@ -639,5 +641,446 @@ impl<R: Read> Input<R> {
                 self.corrupt("packet names an undescribed interface")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic pcap file: header with `magic` written in the file's
+    /// byte order, then `(sec, frac, data, orig_len)` records.
+    fn pcap_file(
+        big: bool,
+        nanos: bool,
+        snaplen: u32,
+        linktype: u32,
+        recs: &[(u32, u32, &[u8], u32)],
+    ) -> Vec<u8> {
+        let w32 = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w16 = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&w32(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
+        f.extend_from_slice(&w16(2));
+        f.extend_from_slice(&w16(4));
+        f.extend_from_slice(&w32(0));
+        f.extend_from_slice(&w32(0));
+        f.extend_from_slice(&w32(snaplen));
+        f.extend_from_slice(&w32(linktype));
+        for &(sec, frac, data, orig) in recs {
+            f.extend_from_slice(&w32(sec));
+            f.extend_from_slice(&w32(frac));
+            f.extend_from_slice(&w32(data.len() as u32));
+            f.extend_from_slice(&w32(orig));
+            f.extend_from_slice(data);
+        }
+        f
+    }
+
+    /// A little-endian pcapng block with body padded to 4 bytes.
+    fn ng_block(ty: u32, body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        while body.len() & 3 != 0 {
+            body.push(0);
+        }
+        let len = (12 + body.len()) as u32;
+        let mut b = ty.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    fn ng_shb() -> Vec<u8> {
+        let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&u64::MAX.to_le_bytes()); // section length unknown
+        ng_block(block::SECTION_HEADER, &body)
+    }
+
+    /// An IDB with optional `if_tsresol` (9) and `if_tsoffset` (14).
+    fn ng_idb(linktype: u16, tsresol: Option<u8>, tsoffset: Option<u64>) -> Vec<u8> {
+        let mut body = linktype.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&65535u32.to_le_bytes());
+        if let Some(r) = tsresol {
+            body.extend_from_slice(&9u16.to_le_bytes());
+            body.extend_from_slice(&1u16.to_le_bytes());
+            body.extend_from_slice(&[r, 0, 0, 0]);
+        }
+        if let Some(o) = tsoffset {
+            body.extend_from_slice(&14u16.to_le_bytes());
+            body.extend_from_slice(&8u16.to_le_bytes());
+            body.extend_from_slice(&o.to_le_bytes());
+        }
+        if tsresol.is_some() || tsoffset.is_some() {
+            body.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+        }
+        ng_block(block::INTERFACE_DESCRIPTION, &body)
+    }
+
+    fn ng_epb(iface: u32, units: u64, data: &[u8], orig: u32) -> Vec<u8> {
+        let mut body = iface.to_le_bytes().to_vec();
+        body.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
+        body.extend_from_slice(&(units as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(&orig.to_le_bytes());
+        body.extend_from_slice(data);
+        ng_block(block::ENHANCED_PACKET, &body)
+    }
+
+    /// A frame copied out: (meta, linktype, data, interface).
+    type Owned = (FrameMeta, LinkType, Vec<u8>, u32);
+
+    /// Reads every frame.
+    fn read_all<R: Read>(mut src: PcapSource<R>) -> Result<Vec<Owned>, CaptureError> {
+        let mut out = Vec::new();
+        while let Some(f) = src.next_frame()? {
+            out.push((f.meta, f.linktype, f.data.to_vec(), f.interface));
+        }
+        Ok(out)
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<Vec<Owned>, CaptureError> {
+        read_all(PcapSource::new(bytes)?)
+    }
+
+    /// A reader that hands out at most `n` bytes per call.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn classic_pcap_all_byte_orders_and_resolutions() {
+        for big in [false, true] {
+            for nanos in [false, true] {
+                let f = pcap_file(
+                    big,
+                    nanos,
+                    65535,
+                    1,
+                    &[(10, 500, b"abc", 60), (11, 0, b"", 0)],
+                );
+                let mut src = PcapSource::new(&f[..]).unwrap();
+                assert_eq!(
+                    src.format(),
+                    CaptureFormat::Pcap {
+                        nanosecond: nanos,
+                        big_endian: big
+                    }
+                );
+                assert_eq!(src.linktype(), Some(LinkType::Ethernet));
+                let fr = src.next_frame().unwrap().unwrap();
+                let frac = if nanos { 500 } else { 500_000 };
+                assert_eq!(fr.meta.ts_ns, 10_000_000_000 + frac);
+                assert_eq!(fr.meta.orig_len, 60);
+                assert_eq!(fr.meta.packet_no, 1);
+                assert_eq!(fr.data, b"abc");
+                let fr = src.next_frame().unwrap().unwrap();
+                assert_eq!(fr.meta.packet_no, 2);
+                assert_eq!(fr.meta.orig_len, 0);
+                assert!(src.next_frame().unwrap().is_none());
+                assert_eq!(src.packets_read(), 2);
+                assert_eq!(src.byte_offset(), f.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn orig_len_beyond_snaplen_is_accepted() {
+        // pcap-file's validated reader rejects this; captures with a small
+        // snap length are full of it.
+        let f = pcap_file(false, false, 64, 101, &[(1, 2, &[0x45; 64], 1500)]);
+        let all = read_bytes(&f).unwrap();
+        assert_eq!(all[0].0.orig_len, 1500);
+        assert_eq!(all[0].1, LinkType::Raw);
+    }
+
+    #[test]
+    fn fcs_bits_of_the_link_type_are_ignored() {
+        // FCS present, 4 bytes (bits 28 and 26..=27 set): still Ethernet.
+        let f = pcap_file(false, false, 65535, 0x1400_0001, &[(1, 0, b"abcd", 4)]);
+        let src = PcapSource::new(&f[..]).unwrap();
+        assert_eq!(src.linktype(), Some(LinkType::Ethernet));
+    }
+
+    #[test]
+    fn pcapng_interfaces_resolutions_and_offsets() {
+        let mut f = ng_shb();
+        f.extend(ng_idb(1, None, None)); // µs
+        f.extend(ng_idb(101, Some(9), Some(100))); // ns, +100 s
+        f.extend(ng_idb(113, Some(0x80 | 10), None)); // 2^-10 s
+        f.extend(ng_epb(0, 1_500_000, b"eth", 3));
+        f.extend(ng_epb(1, 7, b"raw!", 100));
+        f.extend(ng_epb(2, 3 * 1024 + 512, b"sll", 3));
+        f.extend(ng_block(4, &[0, 0, 0, 0])); // name resolution: skipped
+        f.extend(ng_block(
+            block::SIMPLE_PACKET,
+            &[5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o'],
+        ));
+        let mut src = PcapSource::new(&f[..]).unwrap();
+        assert_eq!(src.format(), CaptureFormat::PcapNg);
+        let all = {
+            let mut v = Vec::new();
+            while let Some(fr) = src.next_frame().unwrap() {
+                v.push((fr.meta, fr.linktype, fr.data.to_vec(), fr.interface));
+            }
+            v
+        };
+        assert_eq!(src.linktype(), Some(LinkType::Ethernet));
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            (all[0].0.ts_ns, all[0].1, &all[0].2[..]),
+            (1_500_000_000, LinkType::Ethernet, &b"eth"[..])
+        );
+        assert_eq!(
+            (all[1].0.ts_ns, all[1].1, all[1].3),
+            (100_000_000_007, LinkType::Raw, 1)
+        );
+        assert_eq!(all[1].0.orig_len, 100);
+        assert_eq!(
+            (all[2].0.ts_ns, all[2].1),
+            (3_500_000_000, LinkType::LinuxSll)
+        );
+        // The simple packet: interface 0, the previous timestamp.
+        assert_eq!(
+            (&all[3].2[..], all[3].0.ts_ns, all[3].3),
+            (&b"hello"[..], 3_500_000_000, 0)
+        );
+        assert_eq!(
+            all.iter().map(|a| a.0.packet_no).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn pcapng_new_section_resets_interfaces() {
+        let mut f = ng_shb();
+        f.extend(ng_idb(1, None, None));
+        f.extend(ng_idb(1, None, None));
+        f.extend(ng_epb(1, 0, b"a", 1));
+        f.extend(ng_shb());
+        let bad_at = f.len() as u64;
+        f.extend(ng_epb(1, 0, b"b", 1));
+        let e = read_bytes(&f).unwrap_err();
+        assert!(matches!(e, CaptureError::Corrupt { packets: 1, .. }), "{e}");
+        assert_eq!(e.offset(), bad_at);
+    }
+
+    #[test]
+    fn big_endian_pcapng() {
+        let be = |ty: u32, body: &[u8]| {
+            let len = (12 + body.len()) as u32;
+            [
+                &ty.to_be_bytes()[..],
+                &len.to_be_bytes(),
+                body,
+                &len.to_be_bytes(),
+            ]
+            .concat()
+        };
+        let mut f = be(
+            block::SECTION_HEADER,
+            &[
+                0x1a, 0x2b, 0x3c, 0x4d, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
+        f.extend(be(1, &[0, 228, 0, 0, 0, 0, 0xff, 0xff]));
+        f.extend(be(
+            6,
+            &[
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4, 0x45, 0, 0, 20,
+            ],
+        ));
+        let all = read_bytes(&f).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].1, LinkType::Ipv4);
+        assert_eq!(all[0].0.ts_ns, 2_000);
+        assert_eq!(all[0].2, [0x45, 0, 0, 20]);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_with_position() {
+        let recs: [(u32, u32, &[u8], u32); 3] = [
+            (1, 0, b"first", 5),
+            (2, 0, b"second", 6),
+            (3, 0, b"third", 5),
+        ];
+        let f = pcap_file(false, false, 65535, 1, &recs);
+        let mut ng = ng_shb();
+        ng.extend(ng_idb(1, None, None));
+        for (i, r) in recs.iter().enumerate() {
+            ng.extend(ng_epb(0, i as u64, r.2, r.3));
+        }
+        // Where each file may end cleanly, and how many frames precede.
+        let mut f_ends = vec![(24u64, 0u64)];
+        for (i, r) in recs.iter().enumerate() {
+            f_ends.push((f_ends[i].0 + 16 + r.2.len() as u64, i as u64 + 1));
+        }
+        let shb_end = ng_shb().len() as u64;
+        let mut ng_ends = vec![
+            (shb_end, 0),
+            (shb_end + ng_idb(1, None, None).len() as u64, 0),
+        ];
+        for (i, r) in recs.iter().enumerate() {
+            let last = ng_ends.last().unwrap().0;
+            ng_ends.push((
+                last + ng_epb(0, i as u64, r.2, r.3).len() as u64,
+                i as u64 + 1,
+            ));
+        }
+        for (file, ends) in [(&f, f_ends), (&ng, ng_ends)] {
+            assert_eq!(ends.last().unwrap().0, file.len() as u64);
+            for n in 0..file.len() {
+                let cut = n as u64;
+                match PcapSource::new(&file[..n]).and_then(read_all) {
+                    Ok(frames) => {
+                        let &(_, k) = ends
+                            .iter()
+                            .find(|e| e.0 == cut)
+                            .unwrap_or_else(|| panic!("clean end at {n}, not a boundary"));
+                        assert_eq!(frames.len() as u64, k);
+                    }
+                    Err(CaptureError::Truncated { packets, offset }) => {
+                        // The cut record starts at the last boundary before
+                        // the cut (the file header: offset 0).
+                        let want = ends
+                            .iter()
+                            .rev()
+                            .find(|e| e.0 <= cut)
+                            .copied()
+                            .unwrap_or((0, 0));
+                        assert_eq!((offset, packets), want, "cut at {n}");
+                    }
+                    Err(e) => panic!("cut at {n}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_reads_and_records_bigger_than_the_buffer() {
+        let big = vec![0xab; INITIAL_BUFFER + 12345];
+        let recs: [(u32, u32, &[u8], u32); 3] = [
+            (1, 0, b"x", 1),
+            (2, 0, &big, big.len() as u32),
+            (3, 0, b"yz", 2),
+        ];
+        let f = pcap_file(true, true, 1 << 20, 1, &recs);
+        for chunk in [1, 7, 4096, usize::MAX] {
+            let all = read_all(PcapSource::new(Trickle(&f, chunk)).unwrap()).unwrap();
+            assert_eq!(all.len(), 3);
+            assert_eq!(all[1].2, big);
+            assert_eq!(all[2].2, b"yz");
+        }
+    }
+
+    #[test]
+    fn corrupt_files() {
+        assert!(matches!(
+            PcapSource::new(&b"GIF89a........................"[..]).err(),
+            Some(CaptureError::UnknownFormat { magic: 0x4749_4638 })
+        ));
+        assert!(matches!(
+            PcapSource::new(&b""[..]).err(),
+            Some(CaptureError::Truncated {
+                packets: 0,
+                offset: 0
+            })
+        ));
+
+        // A record length far beyond the snap length.
+        let mut f = pcap_file(
+            false,
+            false,
+            65535,
+            1,
+            &[(1, 0, b"ok", 2), (2, 0, b"zz", 2)],
+        );
+        let second = 24 + 16 + 2;
+        f[second + 8..second + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        let e = read_bytes(&f).unwrap_err();
+        assert!(matches!(e, CaptureError::Corrupt { packets: 1, .. }), "{e}");
+        assert_eq!(e.offset(), second as u64);
+        assert_eq!(e.packets(), 1);
+        assert!(e.to_string().contains("after 1 packets"), "{e}");
+
+        // pcapng: a block length that is not a multiple of 4.
+        let mut ng = ng_shb();
+        ng.extend(ng_idb(1, None, None));
+        let at = ng.len();
+        ng.extend(ng_epb(0, 0, b"abcd", 4));
+        ng[at + 4] = 0x29;
+        let e = read_bytes(&ng).unwrap_err();
+        assert!(matches!(e, CaptureError::Corrupt { packets: 0, .. }), "{e}");
+        assert_eq!(e.offset(), at as u64);
+
+        // pcapng: a packet of an interface never described.
+        let mut ng = ng_shb();
+        ng.extend(ng_epb(0, 0, b"abcd", 4));
+        assert!(matches!(
+            read_bytes(&ng).unwrap_err(),
+            CaptureError::Corrupt { .. }
+        ));
+
+        // pcapng: trailing length differs from the leading one.
+        let mut ng = ng_shb();
+        ng.extend(ng_idb(1, None, None));
+        let n = ng.len();
+        ng[n - 4] ^= 0x04;
+        assert!(matches!(
+            read_bytes(&ng).unwrap_err(),
+            CaptureError::Corrupt { .. }
+        ));
+
+        // After an error the source stays finished.
+        let mut src = PcapSource::new(&f[..]).unwrap();
+        assert!(src.next_frame().unwrap().is_some());
+        assert!(src.next_frame().is_err());
+        assert!(src.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn open_reports_the_path() {
+        let e = PcapSource::open("/nonexistent/trace.pcap").err().unwrap();
+        assert_eq!(e.to_string(), "cannot open capture /nonexistent/trace.pcap");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn pcapng_timestamp_units() {
+        let iface = |tsresol, tsoffset_s| Interface {
+            linktype: LinkType::Ethernet,
+            snaplen: 0,
+            tsresol,
+            tsoffset_s,
+        };
+        assert_eq!(pcapng_ts_ns(5, &iface(6, 0)), 5_000);
+        assert_eq!(pcapng_ts_ns(5, &iface(9, 0)), 5);
+        assert_eq!(pcapng_ts_ns(5_000, &iface(12, 0)), 5);
+        assert_eq!(pcapng_ts_ns(u64::MAX, &iface(127, 0)), 0);
+        assert_eq!(pcapng_ts_ns(1, &iface(0x80, 0)), 1_000_000_000);
+        assert_eq!(pcapng_ts_ns(u64::MAX, &iface(0xff, 0)), 0);
+        assert_eq!(pcapng_ts_ns(u64::MAX, &iface(0, u64::MAX)), u64::MAX);
     }
 }

@@ -34,6 +34,7 @@ pub enum FieldValue<'a> {
 
 impl<'a> FieldValue<'a> {
     /// The address, if this is an [`FieldValue::Addr`].
+    #[inline]
     pub fn as_addr(&self) -> Option<IpAddr> {
         match *self {
             FieldValue::Addr(a) => Some(a),
@@ -42,6 +43,7 @@ impl<'a> FieldValue<'a> {
     }
 
     /// The integer, if this is a [`FieldValue::UInt`].
+    #[inline]
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
             FieldValue::UInt(v) => Some(v),
@@ -50,6 +52,7 @@ impl<'a> FieldValue<'a> {
     }
 
     /// The bytes, if this is a [`FieldValue::Str`].
+    #[inline]
     pub fn as_bytes(&self) -> Option<&'a [u8]> {
         match *self {
             FieldValue::Str(s) => Some(s),
@@ -58,6 +61,7 @@ impl<'a> FieldValue<'a> {
     }
 
     /// Number of key bytes [`FieldValue::write_key`] appends for `field`.
+    #[inline]
     pub fn key_len(&self, field: Field) -> usize {
         match *self {
             FieldValue::Addr(IpAddr::V4(_)) => 4,
@@ -76,21 +80,25 @@ impl<'a> FieldValue<'a> {
     /// non-integer field is written as 8 bytes.
     ///
     /// On overflow nothing is appended and `out` is left as it was.
+    #[inline]
     pub fn write_key(&self, field: Field, out: &mut KeyBuf) -> Result<(), KeyOverflow> {
         match *self {
-            FieldValue::Addr(IpAddr::V4(a)) => out.push(&a.octets()),
-            FieldValue::Addr(IpAddr::V6(a)) => out.push(&a.octets()),
-            FieldValue::UInt(v) => {
-                let width = usize::from(uint_key_width(field));
-                out.push(&v.to_be_bytes()[8 - width..])
-            }
+            FieldValue::Addr(IpAddr::V4(a)) => out.push_array(a.octets()),
+            FieldValue::Addr(IpAddr::V6(a)) => out.push_array(a.octets()),
+            // Truncating casts on purpose: a key keeps the low bytes.
+            FieldValue::UInt(v) => match uint_key_width(field) {
+                1 => out.push_array([v as u8]),
+                2 => out.push_array((v as u16).to_be_bytes()),
+                4 => out.push_array((v as u32).to_be_bytes()),
+                _ => out.push_array(v.to_be_bytes()),
+            },
             FieldValue::Str(s) => {
                 let s = &s[..s.len().min(255)];
                 if out.remaining() < 1 + s.len() {
                     return Err(KeyOverflow);
                 }
                 // Cannot fail: the room was checked above.
-                out.push(&[s.len() as u8])?;
+                out.push_array([s.len() as u8])?;
                 out.push(s)
             }
         }
@@ -98,6 +106,7 @@ impl<'a> FieldValue<'a> {
 }
 
 /// Key width of an integer field; 8 for fields that are not integers.
+#[inline]
 fn uint_key_width(field: Field) -> u8 {
     match field.field_type() {
         FieldType::UInt { key_width } if matches!(key_width, 1 | 2 | 4 | 8) => key_width,
@@ -153,6 +162,7 @@ impl KeyBuf {
     }
 
     /// The key bytes written so far.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
@@ -173,11 +183,24 @@ impl KeyBuf {
     }
 
     /// Forgets the contents, keeping the buffer.
+    #[inline]
     pub fn clear(&mut self) {
         self.len = 0;
     }
 
+    /// Appends a fixed-size array; on overflow appends nothing. (The
+    /// constant size lets the copy compile to a few moves.)
+    #[inline]
+    pub fn push_array<const N: usize>(&mut self, bytes: [u8; N]) -> Result<(), KeyOverflow> {
+        let end = self.len + N;
+        let dst = self.bytes.get_mut(self.len..end).ok_or(KeyOverflow)?;
+        dst.copy_from_slice(&bytes);
+        self.len = end;
+        Ok(())
+    }
+
     /// Appends raw bytes; on overflow appends nothing.
+    #[inline]
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), KeyOverflow> {
         let end = self.len + bytes.len();
         if end > Self::CAPACITY {
