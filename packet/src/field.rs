@@ -2,8 +2,9 @@
 //! expressions and `%field` substitutions.
 //!
 //! This is the one list of field names. The language checks names against
-//! it, the event layer fills values for it, and composite keys are built
-//! from [`Field::key_bytes`]-style encodings defined here, so a key means
+//! it, the event layer fills values for it ([`crate::Parsed::get`]), and
+//! composite keys are built from the encodings of
+//! [`FieldValue::write_key`](crate::FieldValue::write_key), so a key means
 //! the same bytes everywhere (software engine, hardware, Redis names).
 
 /// What kind of value a field holds; decides which comparisons and
@@ -17,7 +18,8 @@ pub enum FieldType {
         /// Width of the big-endian key encoding, in bytes (1, 2, 4 or 8).
         key_width: u8,
     },
-    /// A byte string (DNS names, HTTP tokens); keys are the raw bytes.
+    /// A byte string (DNS names, HTTP tokens); keys are one length byte
+    /// and the bytes, cut at 255.
     Str,
 }
 
