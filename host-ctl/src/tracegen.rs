@@ -165,6 +165,200 @@ pub fn syn_flood(seed: u64) -> Vec<Frame> {
     frames
 }
 
+/// A DNS answer frame from `resolver` to `client` (UDP 53 → `port`).
+fn dns_answer(
+    resolver: Ipv4Addr,
+    client: Ipv4Addr,
+    port: u16,
+    id: u16,
+    name: &str,
+    rcode: u8,
+) -> Vec<u8> {
+    udp_frame(
+        resolver,
+        client,
+        53,
+        port,
+        &dns_message(id, name, true, rcode),
+    )
+}
+
+/// A random DGA-like label of 8–15 lowercase letters.
+fn random_label(rng: &mut Rng) -> String {
+    let n = 8 + rng.below(8) as usize;
+    (0..n)
+        .map(|_| (b'a' + rng.below(26) as u8) as char)
+        .collect()
+}
+
+/// A DNS query and its answer (200 µs later) as two frames at `t_ns`
+/// after [`EPOCH_NS`].
+fn dns_exchange(
+    rng: &mut Rng,
+    out: &mut Vec<Frame>,
+    t_ns: u64,
+    client: Ipv4Addr,
+    resolver: Ipv4Addr,
+    name: &str,
+    rcode: u8,
+) {
+    let id = rng.below(65536) as u16;
+    let port = 1024 + rng.below(60000) as u16;
+    out.push(Frame {
+        ts_ns: EPOCH_NS + t_ns,
+        data: udp_frame(client, resolver, port, 53, &dns_message(id, name, false, 0)),
+    });
+    out.push(Frame {
+        ts_ns: EPOCH_NS + t_ns + 200_000,
+        data: dns_answer(resolver, client, port, id, name, rcode),
+    });
+}
+
+/// An NXDOMAIN storm, about 3,000 frames over 10 minutes, resolver
+/// 10.2.0.1:
+/// * background: 20 clients (10.2.1.1–10.2.1.20) resolve ordinary names
+///   at about one query per 3 s in total, all trace long; one query in 50
+///   gets NXDOMAIN (a typo), so no client gets more than a few per minute;
+/// * from t = 120 s to t = 180 s, the bot 10.2.0.66 resolves random
+///   `<label>.biz` names at 2 per second, and every answer is NXDOMAIN
+///   (about 120 NXDOMAIN answers in one minute).
+pub fn nxdomain_storm(seed: u64) -> Vec<Frame> {
+    let mut rng = Rng::new(seed);
+    let mut frames = Vec::new();
+    let resolver = Ipv4Addr::new(10, 2, 0, 1);
+    let bot = Ipv4Addr::new(10, 2, 0, 66);
+    let names = [
+        "example.com",
+        "wikipedia.org",
+        "rust-lang.org",
+        "ietf.org",
+        "kernel.org",
+    ];
+    let end_ns = 600 * 1_000_000_000u64;
+    let mut t = 0u64;
+    while t < end_ns {
+        t += rng.exp_ns(3e9);
+        let client = Ipv4Addr::new(10, 2, 1, 1 + rng.below(20) as u8);
+        let (name, rcode) = if rng.below(50) == 0 {
+            ("exmaple.com".to_string(), 3)
+        } else {
+            (names[rng.below(names.len() as u64) as usize].to_string(), 0)
+        };
+        dns_exchange(&mut rng, &mut frames, t, client, resolver, &name, rcode);
+    }
+    let mut t = 120e9;
+    while t < 180e9 {
+        t += rng.exp_ns(0.5e9) as f64;
+        let name = format!("{}.biz", random_label(&mut rng));
+        dns_exchange(&mut rng, &mut frames, t as u64, bot, resolver, &name, 3);
+    }
+    frames.sort_by_key(|f| f.ts_ns);
+    frames
+}
+
+/// A Conficker-like infection next to a clean host, about 4,000 frames
+/// over 5 minutes (resolver 10.1.0.1):
+/// * the bot 10.1.0.66 resolves random names at 1 per second from t = 0
+///   (70 % NXDOMAIN, the generated C&C domains) and, from t = 10 s, sends
+///   TCP SYNs to port 445 of random addresses in 172.16.0.0/12 at 4 per
+///   second; one in 20 answers with a SYN-ACK;
+/// * the clean host 10.1.0.10 does reverse lookups (`in-addr.arpa`) at one
+///   per 4 s, 30 % NXDOMAIN (the paper's host B), and opens SMB sessions to
+///   its file server 10.1.0.5 at one every 5 s, each answered by a SYN-ACK;
+/// * the quiet host 10.1.0.20 resolves ordinary names (never NXDOMAIN).
+pub fn conficker(seed: u64) -> Vec<Frame> {
+    let mut rng = Rng::new(seed);
+    let mut frames = Vec::new();
+    let resolver = Ipv4Addr::new(10, 1, 0, 1);
+    let bot = Ipv4Addr::new(10, 1, 0, 66);
+    let clean = Ipv4Addr::new(10, 1, 0, 10);
+    let quiet = Ipv4Addr::new(10, 1, 0, 20);
+    let server = Ipv4Addr::new(10, 1, 0, 5);
+    let end_ns = 300 * 1_000_000_000u64;
+    // The bot's C&C lookups.
+    let mut t = 0u64;
+    while t < end_ns {
+        let nx = rng.below(10) < 7;
+        let name = format!(
+            "{}.{}",
+            random_label(&mut rng),
+            if nx { "info" } else { "com" }
+        );
+        dns_exchange(
+            &mut rng,
+            &mut frames,
+            t,
+            bot,
+            resolver,
+            &name,
+            if nx { 3 } else { 0 },
+        );
+        t += rng.exp_ns(1e9);
+    }
+    // The bot's SMB scan.
+    let mut t = 10_000_000_000u64;
+    while t < end_ns {
+        let dst = Ipv4Addr::from(0xAC10_0000 | (rng.next_u64() as u32 & 0x000F_FFFF));
+        let sport = 1024 + rng.below(60000) as u16;
+        frames.push(Frame {
+            ts_ns: EPOCH_NS + t,
+            data: tcp_frame(bot, dst, sport, 445, true, false),
+        });
+        if rng.below(20) == 0 {
+            frames.push(Frame {
+                ts_ns: EPOCH_NS + t + 300_000,
+                data: tcp_frame(dst, bot, 445, sport, true, true),
+            });
+        }
+        t += rng.exp_ns(0.25e9);
+    }
+    // The clean host: reverse lookups and its file server.
+    let mut t = 0u64;
+    while t < end_ns {
+        let nx = rng.below(10) < 3;
+        let name = format!("{}.{}.168.192.in-addr.arpa", rng.below(256), rng.below(256));
+        dns_exchange(
+            &mut rng,
+            &mut frames,
+            t,
+            clean,
+            resolver,
+            &name,
+            if nx { 3 } else { 0 },
+        );
+        t += rng.exp_ns(4e9);
+    }
+    let mut t = 1_000_000_000u64;
+    while t < end_ns {
+        let sport = 1024 + rng.below(60000) as u16;
+        frames.push(Frame {
+            ts_ns: EPOCH_NS + t,
+            data: tcp_frame(clean, server, sport, 445, true, false),
+        });
+        frames.push(Frame {
+            ts_ns: EPOCH_NS + t + 150_000,
+            data: tcp_frame(server, clean, 445, sport, true, true),
+        });
+        t += rng.exp_ns(5e9);
+    }
+    // The quiet host.
+    let mut t = 500_000_000u64;
+    while t < end_ns {
+        dns_exchange(
+            &mut rng,
+            &mut frames,
+            t,
+            quiet,
+            resolver,
+            "intranet.example.com",
+            0,
+        );
+        t += rng.exp_ns(6e9);
+    }
+    frames.sort_by_key(|f| f.ts_ns);
+    frames
+}
+
 /// Writes frames as a classic pcap file (nanosecond timestamps, Ethernet).
 pub fn write_pcap(path: &Path, frames: &[Frame]) -> io::Result<()> {
     let file = std::fs::File::create(path)?;
@@ -193,5 +387,16 @@ mod tests {
         assert_ne!(a, syn_flood(2));
         assert!(a.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
         assert!(a.len() > 5_000, "{}", a.len());
+    }
+
+    #[test]
+    fn attack_generators_are_deterministic_and_ordered() {
+        for gen in [nxdomain_storm as fn(u64) -> Vec<Frame>, conficker] {
+            let a = gen(7);
+            assert_eq!(a, gen(7));
+            assert_ne!(a, gen(8));
+            assert!(a.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+            assert!(a.len() > 1_000, "{}", a.len());
+        }
     }
 }
