@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn verilator() -> PathBuf {
-    let exe = std::env::var_os("VERILATOR").map(PathBuf::from).unwrap_or_else(|| "verilator".into());
+    let exe = std::env::var_os("VERILATOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "verilator".into());
     match Command::new(&exe).arg("--version").output() {
         Ok(o) if o.status.success() => exe,
         _ => panic!("verilator not found: apt-get install -y verilator (and a C++ compiler: g++)"),
@@ -32,14 +34,23 @@ fn main() {
     let _ = std::fs::remove_dir_all(&mdir);
     let status = Command::new(&exe)
         .args(["--cc", "-O3", "--x-assign", "0", "--x-initial", "0"])
-        .args(["--default-language", "1364-2005", "-Wno-fatal", "-Wno-lint", "-Wno-style"])
+        .args([
+            "--default-language",
+            "1364-2005",
+            "-Wno-fatal",
+            "-Wno-lint",
+            "-Wno-style",
+        ])
         .args(["--prefix", "Vtop", "--top-module", "top", "--Mdir"])
         .arg(&mdir)
         .arg(&top)
         .status()
         .expect("run verilator");
     assert!(status.success(), "verilator failed on {}", top.display());
-    let root = Command::new(&exe).args(["--getenv", "VERILATOR_ROOT"]).output().expect("verilator --getenv");
+    let root = Command::new(&exe)
+        .args(["--getenv", "VERILATOR_ROOT"])
+        .output()
+        .expect("verilator --getenv");
     let root = PathBuf::from(String::from_utf8_lossy(&root.stdout).trim().to_string());
     let include = root.join("include");
     let mut build = cc::Build::new();
@@ -68,5 +79,7 @@ fn main() {
 }
 
 fn is_model_source(p: &Path) -> bool {
-    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("Vtop"))
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("Vtop"))
 }

@@ -164,12 +164,21 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, log2_buckets, ways, tick_shift, evictions, valid, fwd_hit, fwd_bucket,
+            self,
+            clock,
+            log2_buckets,
+            ways,
+            tick_shift,
+            evictions,
+            valid,
+            fwd_hit,
+            fwd_bucket,
             dump_q
         );
         // Stage 2: bucket = g(0) >> (32 - b), or the dump address.
-        self.bucket.next =
-            bit_cast::<AB, 32>(self.hash.val().get_bits::<32>(0) >> (32 - self.log2_buckets.q.val()));
+        self.bucket.next = bit_cast::<AB, 32>(
+            self.hash.val().get_bits::<32>(0) >> (32 - self.log2_buckets.q.val()),
+        );
         for w in 0..W {
             self.slots[w].read_clock.next = self.clock.val();
             self.slots[w].write_clock.next = self.clock.val();
@@ -247,7 +256,8 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
             self.new_tick.next = self.now.val();
             self.old_aux.next = self.now.val();
         }
-        self.sum.next = bit_cast::<65, 64>(self.old_value.val()) + bit_cast::<65, 32>(self.value.val());
+        self.sum.next =
+            bit_cast::<65, 64>(self.old_value.val()) + bit_cast::<65, 32>(self.value.val());
         self.new_value.next = self.sum.val().get_bits::<64>(0);
         if self.sum.val().get_bit(64) {
             self.new_value.next = self.ones64.val();
@@ -289,7 +299,11 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
         self.fwd_hit.d.next = self.write.val();
         self.fwd_bucket.d.next = self.bucket.val();
         if self.write.val() {
-            self.valid.d.next = self.valid.q.val().replace_bit(self.bucket.val().index(), true);
+            self.valid.d.next = self
+                .valid
+                .q
+                .val()
+                .replace_bit(self.bucket.val().index(), true);
         }
         for w in 0..W {
             self.slot.next = self.slots[w].read_data.val();
@@ -325,23 +339,30 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
         // Dump: word 0 = evictions; slot words at MEM | bucket<<7 | way<<4 | j.
         self.dump_q.d.next = self.dump_word.val();
         self.dump_way.next = 0.into();
-        self.dump_way.next = self.dump_way.val().replace_bit(self.dump_q.q.val().get_bits::<3>(4).index(), true);
+        self.dump_way.next = self
+            .dump_way
+            .val()
+            .replace_bit(self.dump_q.q.val().get_bits::<3>(4).index(), true);
         self.dump_slot.next = 0.into();
         for w in 0..W {
             if self.dump_way.val().get_bit(w) {
                 self.dump_slot.next = self.slots[w].read_data.val();
             }
         }
-        if !self.valid.q.val().get_bit(self.dump_q.q.val().get_bits::<AB>(7).index()) {
+        if !self
+            .valid
+            .q
+            .val()
+            .get_bit(self.dump_q.q.val().get_bits::<AB>(7).index())
+        {
             self.dump_slot.next = 0.into();
         }
         self.dump_data.next = 0.into();
         if self.dump_q.q.val().get_bit(23) {
             if self.dump_q.q.val().get_bits::<4>(0) < 5 {
-                self.dump_data.next = self
-                    .dump_slot
-                    .val()
-                    .get_bits::<64>((bit_cast::<10, 4>(self.dump_q.q.val().get_bits::<4>(0)) << 6).index());
+                self.dump_data.next = self.dump_slot.val().get_bits::<64>(
+                    (bit_cast::<10, 4>(self.dump_q.q.val().get_bits::<4>(0)) << 6).index(),
+                );
             }
             if self.dump_q.q.val().get_bits::<4>(0) == 5 {
                 self.dump_data.next = bit_cast::<64, 1>(self.dump_slot.val().get_bit(326).into())

@@ -60,7 +60,8 @@ impl Logic for GlobalBank {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(self, clock, sum, dump_q);
-        self.total.next = bit_cast::<65, 64>(self.sum.q.val()) + bit_cast::<65, 32>(self.value.val());
+        self.total.next =
+            bit_cast::<65, 64>(self.sum.q.val()) + bit_cast::<65, 32>(self.value.val());
         self.result.next = 0.into();
         if self.go.val() {
             if self.kind.val() == 5 {

@@ -84,7 +84,10 @@ impl Logic for H3Unit {
 
     fn hdl(&self) -> Verilog {
         let mut v = String::new();
-        v.push_str(&format!("reg [{}:0] keep;\nreg [63:0] len_row;\n", KEY_BITS - 1));
+        v.push_str(&format!(
+            "reg [{}:0] keep;\nreg [63:0] len_row;\n",
+            KEY_BITS - 1
+        ));
         v.push_str("always @(*) begin\n");
         v.push_str(&format!(
             "   if (key_len > {KEY_MAX}) keep = {{{KEY_BITS}{{1'b1}}}};\n   else keep = ~({{{KEY_BITS}{{1'b1}}}} << (key_len * 8));\n"
@@ -96,7 +99,7 @@ impl Logic for H3Unit {
         v.push_str("      default: len_row = 64'h0;\n   endcase\n");
         for j in 0..64 {
             // Column j of the matrix as a 320-bit constant, bit 8i+b first.
-            let mut col = vec![0u8; KEY_BITS / 4];
+            let mut col = [0u8; KEY_BITS / 4];
             for (r, row) in H3_ROWS.iter().enumerate() {
                 if row >> j & 1 == 1 {
                     col[r / 4] |= 1 << (r % 4);

@@ -127,7 +127,10 @@ impl<
 {
     /// Builds the pipeline (all metrics uninstalled).
     pub fn new() -> Self {
-        assert!(NV <= 16 && NE <= 16 && NG <= 16, "at most 16 banks of a kind");
+        assert!(
+            NV <= 16 && NE <= 16 && NG <= 16,
+            "at most 16 banks of a kind"
+        );
         Pipeline {
             clock: Default::default(),
             in_valid: Default::default(),
@@ -252,8 +255,8 @@ impl<
             .get_bits::<8>((bit_cast::<10, 16>(self.metric2.q.val() & 15) << 3).index());
         self.supported.next = false;
         if self.entry2.val().get_bits::<4>(0) == 1 {
-            self.supported.next = (self.kind2.q.val() > 0) && (self.kind2.q.val() < 4)
-                || (self.kind2.q.val() == 8);
+            self.supported.next =
+                (self.kind2.q.val() > 0) && (self.kind2.q.val() < 4) || (self.kind2.q.val() == 8);
         }
         if (self.entry2.val().get_bits::<4>(0) == 5) | (self.entry2.val().get_bits::<4>(0) == 6) {
             self.supported.next = (self.kind2.q.val() > 3) && (self.kind2.q.val() < 9);
@@ -294,7 +297,8 @@ impl<
             self.status.next = 4.into();
         }
         self.ok.next = self.v3.q.val() && (self.status.val() == 0);
-        self.gated.next = self.ok.val() && self.flags3.q.val().get_bit(0) && !self.gate_open.q.val();
+        self.gated.next =
+            self.ok.val() && self.flags3.q.val().get_bit(0) && !self.gate_open.q.val();
         self.ekind.next = self.kind3.q.val();
         if self.gated.val() && (self.kind3.q.val() == 6) {
             self.ekind.next = 5.into();

@@ -35,7 +35,7 @@ pub const fn global_bank(i: usize) -> usize {
 
 /// Dump bank select of detector bank `i`.
 pub const fn dump_vd(i: usize) -> u32 {
-    (0x00 + i as u32) << 24
+    (i as u32) << 24
 }
 
 /// Dump bank select of exact bank `i`.

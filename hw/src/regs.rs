@@ -73,8 +73,10 @@ impl Logic for RegBlock {
             && self.cfg_addr.val() >= self.addr_map.val()
             && self.cfg_addr.val() < self.addr_map.val() + 16
         {
-            self.entries.d.next = (self.entries.q.val() & !(self.one_byte.val() << self.map_shift.val()))
-                | (bit_cast::<128, 8>(self.cfg_data.val().get_bits::<8>(0)) << self.map_shift.val());
+            self.entries.d.next = (self.entries.q.val()
+                & !(self.one_byte.val() << self.map_shift.val()))
+                | (bit_cast::<128, 8>(self.cfg_data.val().get_bits::<8>(0))
+                    << self.map_shift.val());
         }
         self.n_metrics.next = self.count.q.val();
         self.map.next = self.entries.q.val();
@@ -99,7 +101,10 @@ mod tests {
     }
 
     fn bench() -> Bench {
-        let mut b = Bench { clock: Default::default(), regs: RegBlock::new() };
+        let mut b = Bench {
+            clock: Default::default(),
+            regs: RegBlock::new(),
+        };
         b.regs.cfg_we.connect();
         b.regs.cfg_addr.connect();
         b.regs.cfg_data.connect();

@@ -192,8 +192,23 @@ impl<const AB: usize, const NB: usize> Logic for VdBank<AB, NB> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, log2_bits, hashes, learning, zeros0, zeros1, threshold, threshold_init,
-            swaps, valid0, valid1, fwd_hit, fwd_block, fwd0, fwd1, dump_q
+            self,
+            clock,
+            log2_bits,
+            hashes,
+            learning,
+            zeros0,
+            zeros1,
+            threshold,
+            threshold_init,
+            swaps,
+            valid0,
+            valid1,
+            fwd_hit,
+            fwd_block,
+            fwd0,
+            fwd1,
+            dump_q
         );
         self.filter0.read_clock.next = self.clock.val();
         self.filter0.write_clock.next = self.clock.val();
@@ -241,14 +256,23 @@ impl<const AB: usize, const NB: usize> Logic for VdBank<AB, NB> {
         self.new1.next = 0.into();
         for _i in 0..16 {
             if self.remaining.val().any() {
-                self.mask.next = self.mask.val() | (self.one512.val() << self.gi.val().get_bits::<9>(0));
-                if !self.eff0.val().get_bit(self.gi.val().get_bits::<9>(0).index()) {
+                self.mask.next =
+                    self.mask.val() | (self.one512.val() << self.gi.val().get_bits::<9>(0));
+                if !self
+                    .eff0
+                    .val()
+                    .get_bit(self.gi.val().get_bits::<9>(0).index())
+                {
                     self.new0.next = self.new0.val() + 1;
                     if self.learning.q.val() {
                         self.missing.next = true;
                     }
                 }
-                if !self.eff1.val().get_bit(self.gi.val().get_bits::<9>(0).index()) {
+                if !self
+                    .eff1
+                    .val()
+                    .get_bit(self.gi.val().get_bits::<9>(0).index())
+                {
                     self.new1.next = self.new1.val() + 1;
                     if !self.learning.q.val() {
                         self.missing.next = true;
@@ -308,17 +332,23 @@ impl<const AB: usize, const NB: usize> Logic for VdBank<AB, NB> {
         self.fwd1.d.next = self.eff1.val() | self.mask.val();
         self.reset_state.next = false;
         if self.go.val() {
-            if (self.kind.val() == 1) | (self.kind.val() == 3) {
-                if !self.missing.val() {
-                    self.result.next = 1.into();
-                }
+            if ((self.kind.val() == 1) | (self.kind.val() == 3)) && !self.missing.val() {
+                self.result.next = 1.into();
             }
             if (self.kind.val() == 2) | (self.kind.val() == 3) {
                 self.filter0.write_enable.next = true;
                 self.filter1.write_enable.next = true;
                 self.fwd_hit.d.next = true;
-                self.valid0.d.next = self.valid0.q.val().replace_bit(self.block.val().index(), true);
-                self.valid1.d.next = self.valid1.q.val().replace_bit(self.block.val().index(), true);
+                self.valid0.d.next = self
+                    .valid0
+                    .q
+                    .val()
+                    .replace_bit(self.block.val().index(), true);
+                self.valid1.d.next = self
+                    .valid1
+                    .q
+                    .val()
+                    .replace_bit(self.block.val().index(), true);
                 self.zeros0.d.next = self.z0.val();
                 self.zeros1.d.next = self.z1.val();
                 if (self.learning.q.val() && (self.z1.val() < self.threshold.q.val()))
@@ -381,10 +411,9 @@ impl<const AB: usize, const NB: usize> Logic for VdBank<AB, NB> {
             }
         }
         if self.dump_q.q.val().get_bit(23) {
-            self.dump_data.next = self
-                .dump_eff
-                .val()
-                .get_bits::<64>((bit_cast::<9, 3>(self.dump_q.q.val().get_bits::<3>(0)) << 6).index());
+            self.dump_data.next = self.dump_eff.val().get_bits::<64>(
+                (bit_cast::<9, 3>(self.dump_q.q.val().get_bits::<3>(0)) << 6).index(),
+            );
         } else {
             self.dump_data.next = 0.into();
             if self.dump_q.q.val().get_bits::<3>(0) == 0 {

@@ -13,8 +13,14 @@ extern "C" {
     fn stm_caps(m: *mut c_void) -> u16;
     fn stm_cfg(m: *mut c_void, addr: u16, data: u64);
     fn stm_dump(m: *mut c_void, addrs: *const u32, n: usize, out: *mut u64);
-    fn stm_run(m: *mut c_void, ops: *const u8, n: usize, results: *mut u8, when: *mut u64, gap: u32)
-        -> u64;
+    fn stm_run(
+        m: *mut c_void,
+        ops: *const u8,
+        n: usize,
+        results: *mut u8,
+        when: *mut u64,
+        gap: u32,
+    ) -> u64;
 }
 
 /// One Verilated pipeline.

@@ -118,11 +118,19 @@ impl SimEngine {
     pub fn new(plans: &[MetricPlan]) -> Result<SimEngine, SimError> {
         let banks = assign_banks(plans)?;
         let mut model = Model::new();
-        assert_eq!(model.caps() as u64, CAPABILITIES, "model and crate disagree on capabilities");
+        assert_eq!(
+            model.caps() as u64,
+            CAPABILITIES,
+            "model and crate disagree on capabilities"
+        );
         for (addr, data) in Self::config_writes(plans)? {
             model.cfg(addr, data);
         }
-        Ok(SimEngine { model: RefCell::new(model), plans: plans.to_vec(), banks })
+        Ok(SimEngine {
+            model: RefCell::new(model),
+            plans: plans.to_vec(),
+            banks,
+        })
     }
 
     /// Clock edges simulated so far (configuration and dumps included).
@@ -149,25 +157,44 @@ fn assign_banks(plans: &[MetricPlan]) -> Result<Vec<Bank>, SimError> {
     if plans.len() > regmap::MAX_METRICS {
         return Err(SimError::DoesNotFit {
             metric: regmap::MAX_METRICS,
-            why: format!("at most {} metrics in the register map", regmap::MAX_METRICS),
+            why: format!(
+                "at most {} metrics in the register map",
+                regmap::MAX_METRICS
+            ),
         });
     }
     let (mut nv, mut ne, mut ng) = (0, 0, 0);
     let mut out = Vec::with_capacity(plans.len());
     for (m, p) in plans.iter().enumerate() {
-        let fit = |ok: bool, why: String| if ok { Ok(()) } else { Err(SimError::DoesNotFit { metric: m, why }) };
+        let fit = |ok: bool, why: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SimError::DoesNotFit { metric: m, why })
+            }
+        };
         let bank = match p.kind {
             MetricKind::VariationDetector => {
-                fit(nv < LAYOUT.vd_banks, format!("only {} detector banks", LAYOUT.vd_banks))?;
+                fit(
+                    nv < LAYOUT.vd_banks,
+                    format!("only {} detector banks", LAYOUT.vd_banks),
+                )?;
                 let max = (LAYOUT.vd_block_bits + 9) as u32;
-                fit(p.log2_size <= max, format!("detector of 2^{} bits > bank's 2^{max}", p.log2_size))?;
+                fit(
+                    p.log2_size <= max,
+                    format!("detector of 2^{} bits > bank's 2^{max}", p.log2_size),
+                )?;
                 nv += 1;
                 Bank::Vd(nv - 1)
             }
             MetricKind::ExactCounter => {
-                fit(ne < LAYOUT.exact_banks, format!("only {} exact banks", LAYOUT.exact_banks))?;
                 fit(
-                    p.log2_size <= LAYOUT.exact_bucket_bits as u32 && p.width as usize <= LAYOUT.exact_ways,
+                    ne < LAYOUT.exact_banks,
+                    format!("only {} exact banks", LAYOUT.exact_banks),
+                )?;
+                fit(
+                    p.log2_size <= LAYOUT.exact_bucket_bits as u32
+                        && p.width as usize <= LAYOUT.exact_ways,
                     format!(
                         "table of 2^{} buckets x {} ways > bank's 2^{} x {}",
                         p.log2_size, p.width, LAYOUT.exact_bucket_bits, LAYOUT.exact_ways
@@ -177,11 +204,20 @@ fn assign_banks(plans: &[MetricPlan]) -> Result<Vec<Bank>, SimError> {
                 Bank::Exact(ne - 1)
             }
             MetricKind::Global => {
-                fit(ng < LAYOUT.global_banks, format!("only {} global banks", LAYOUT.global_banks))?;
+                fit(
+                    ng < LAYOUT.global_banks,
+                    format!("only {} global banks", LAYOUT.global_banks),
+                )?;
                 ng += 1;
                 Bank::Global(ng - 1)
             }
-            kind => return Err(SimError::KindNotInHardware { metric: m, kind, caps: CAPABILITIES }),
+            kind => {
+                return Err(SimError::KindNotInHardware {
+                    metric: m,
+                    kind,
+                    caps: CAPABILITIES,
+                })
+            }
         };
         out.push(bank);
     }
@@ -224,13 +260,18 @@ impl SimEngine {
                     sel | regmap::DUMP_VD_THRESHOLD,
                 ]);
                 let learning = regs[1];
-                let (zl, zd) = if learning == 1 { (regs[3], regs[2]) } else { (regs[2], regs[3]) };
+                let (zl, zd) = if learning == 1 {
+                    (regs[3], regs[2])
+                } else {
+                    (regs[2], regs[3])
+                };
                 out.extend([regs[0], learning, zl, zd, regs[4]]);
                 let blocks = 1u32 << (plan.log2_size - 9);
                 let addrs: Vec<u32> = (0..2)
                     .flat_map(|f| {
                         (0..blocks).flat_map(move |b| {
-                            (0..BLOCK_WORDS as u32).map(move |j| sel | regmap::dump_vd_word(f, b, j))
+                            (0..BLOCK_WORDS as u32)
+                                .map(move |j| sel | regmap::dump_vd_word(f, b, j))
                         })
                     })
                     .collect();
@@ -242,7 +283,8 @@ impl SimEngine {
                 let addrs: Vec<u32> = (0..1u32 << plan.log2_size)
                     .flat_map(|b| {
                         (0..plan.width).flat_map(move |w| {
-                            (0..SLOT_WORDS as u32).map(move |j| sel | regmap::dump_slot_word(b, w, j))
+                            (0..SLOT_WORDS as u32)
+                                .map(move |j| sel | regmap::dump_slot_word(b, w, j))
                         })
                     })
                     .collect();

@@ -18,11 +18,27 @@ use streamon_sw::SwEngine;
 /// one plan per hardware bank of the `sim` layout.
 fn plans() -> Vec<MetricPlan> {
     [
-        MetricSpec::VariationDetector { log2_bits: 10, hashes: 4 },
-        MetricSpec::ExactCounter { table: TableSpec { log2_buckets: 2, ways: 2 } },
+        MetricSpec::VariationDetector {
+            log2_bits: 10,
+            hashes: 4,
+        },
+        MetricSpec::ExactCounter {
+            table: TableSpec {
+                log2_buckets: 2,
+                ways: 2,
+            },
+        },
         MetricSpec::Global,
-        MetricSpec::VariationDetector { log2_bits: 9, hashes: 16 },
-        MetricSpec::ExactCounter { table: TableSpec { log2_buckets: 3, ways: 4 } },
+        MetricSpec::VariationDetector {
+            log2_bits: 9,
+            hashes: 16,
+        },
+        MetricSpec::ExactCounter {
+            table: TableSpec {
+                log2_buckets: 3,
+                ways: 4,
+            },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
@@ -50,10 +66,17 @@ fn compare(sw: &mut SwEngine, sim: &mut SimEngine, ops: &[Op]) -> Result<(), Str
     for m in 0..sw.plans().len() as u16 {
         let (x, y) = (sw.dump(m).unwrap(), sim.dump(m).unwrap());
         if x.len() != y.len() {
-            return Err(format!("metric {m}: dump length {} vs {}", x.len(), y.len()));
+            return Err(format!(
+                "metric {m}: dump length {} vs {}",
+                x.len(),
+                y.len()
+            ));
         }
         if let Some(w) = (0..x.len()).find(|&w| x[w] != y[w]) {
-            return Err(format!("metric {m} dump word {w}: software {:#x}, hardware {:#x}", x[w], y[w]));
+            return Err(format!(
+                "metric {m} dump word {w}: software {:#x}, hardware {:#x}",
+                x[w], y[w]
+            ));
         }
     }
     Ok(())
@@ -84,14 +107,21 @@ fn expand(raw: &[RawOp]) -> Vec<Op> {
     let mut ts = 1_000_000_000u64;
     let mut out = Vec::new();
     for &(metric, kind, key, value, step, flags, long, back, burst) in raw {
-        ts = if back { ts.saturating_sub(step) } else { ts.wrapping_add(step) };
+        ts = if back {
+            ts.saturating_sub(step)
+        } else {
+            ts.wrapping_add(step)
+        };
         let len = [1usize, 2, 3, 4, 8, 13, 40, 0][key as usize % 8];
         let mut bytes = [0u8; 40];
         for (i, b) in bytes.iter_mut().enumerate() {
             *b = key.wrapping_mul(31).wrapping_add((i as u8).wrapping_mul(7));
         }
         let mut op = Op::new(metric, OpKind::Add, &bytes[..len], value, ts).unwrap();
-        op.key[len..].iter_mut().enumerate().for_each(|(i, b)| *b = 0xA5 ^ i as u8);
+        op.key[len..]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = 0xA5 ^ i as u8);
         op.kind = kind;
         op.flags = flags;
         if long {
@@ -112,9 +142,19 @@ fn the_model_claims_what_it_implements() {
         assert_eq!(SimEngine::kind_in_hardware(kind), claimed);
     }
     let hll = MetricPlan::install(MetricSpec::HyperLogLog { log2_registers: 4 }).unwrap();
-    assert!(SimEngine::new(&[hll]).is_err(), "a kind outside the bitmap is refused");
-    let big = MetricPlan::install(MetricSpec::VariationDetector { log2_bits: 20, hashes: 8 }).unwrap();
-    assert!(SimEngine::new(&[big]).is_err(), "a detector larger than its bank is refused");
+    assert!(
+        SimEngine::new(&[hll]).is_err(),
+        "a kind outside the bitmap is refused"
+    );
+    let big = MetricPlan::install(MetricSpec::VariationDetector {
+        log2_bits: 20,
+        hashes: 8,
+    })
+    .unwrap();
+    assert!(
+        SimEngine::new(&[big]).is_err(),
+        "a detector larger than its bank is refused"
+    );
 }
 
 proptest! {
@@ -146,7 +186,10 @@ fn splitmix(state: &mut u64) -> u64 {
 /// with full dumps compared every 50,000 ops.
 #[test]
 fn a_million_ops_are_bit_identical() {
-    let total = std::env::var("STREAMON_EQ_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000usize);
+    let total = std::env::var("STREAMON_EQ_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000usize);
     let plans = plans();
     let mut sw = SwEngine::new(&plans);
     let mut sim = SimEngine::new(&plans).unwrap();
@@ -160,7 +203,11 @@ fn a_million_ops_are_bit_identical() {
                 let r = splitmix(&mut rng);
                 let s = splitmix(&mut rng);
                 (
-                    if r % 50 == 0 { N_METRICS } else { (r % N_METRICS as u64) as u16 },
+                    if r % 50 == 0 {
+                        N_METRICS
+                    } else {
+                        (r % N_METRICS as u64) as u16
+                    },
                     match r >> 8 & 63 {
                         0 => 0,
                         1 => 9,
@@ -169,7 +216,11 @@ fn a_million_ops_are_bit_identical() {
                         x => 1 + (x % 6) as u8,
                     },
                     (r >> 16 & 63) as u8,
-                    if s & 15 == 0 { u32::MAX } else { (s >> 8 & 3) as u32 },
+                    if s & 15 == 0 {
+                        u32::MAX
+                    } else {
+                        (s >> 8 & 3) as u32
+                    },
                     match s >> 16 & 7 {
                         0..=3 => 0,
                         4..=6 => s >> 24 & 0x1F_FFFF,

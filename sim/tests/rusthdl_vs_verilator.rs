@@ -26,8 +26,16 @@ fn result_of(v: Bits<128>) -> OpResult {
 #[test]
 fn rusthdl_simulator_agrees_with_verilator() {
     let plans: Vec<MetricPlan> = [
-        MetricSpec::VariationDetector { log2_bits: 9, hashes: 3 },
-        MetricSpec::ExactCounter { table: TableSpec { log2_buckets: 1, ways: 2 } },
+        MetricSpec::VariationDetector {
+            log2_bits: 9,
+            hashes: 3,
+        },
+        MetricSpec::ExactCounter {
+            table: TableSpec {
+                log2_buckets: 1,
+                ways: 2,
+            },
+        },
         MetricSpec::Global,
     ]
     .into_iter()
@@ -37,8 +45,27 @@ fn rusthdl_simulator_agrees_with_verilator() {
     for i in 0..24u32 {
         let key = [(i % 5) as u8, 1];
         ops.push(Op::new(0, OpKind::VdGetSet, &key, 0, i as u64).unwrap());
-        ops.push(Op::new(1, OpKind::AddGet, &key[..1 + (i % 2) as usize], i, (i as u64) << 21).unwrap().if_new());
-        ops.push(Op::new(2, [OpKind::Add, OpKind::Get, OpKind::ResetKey][i as usize % 3], &[], 5, 0).unwrap());
+        ops.push(
+            Op::new(
+                1,
+                OpKind::AddGet,
+                &key[..1 + (i % 2) as usize],
+                i,
+                (i as u64) << 21,
+            )
+            .unwrap()
+            .if_new(),
+        );
+        ops.push(
+            Op::new(
+                2,
+                [OpKind::Add, OpKind::Get, OpKind::ResetKey][i as usize % 3],
+                &[],
+                5,
+                0,
+            )
+            .unwrap(),
+        );
         if i % 7 == 6 {
             ops.push(Op::new(1, OpKind::Clear, &[], 0, 0).unwrap());
         }
@@ -84,6 +111,10 @@ fn rusthdl_simulator_agrees_with_verilator() {
     let got: Vec<OpResult> = got.lock().unwrap().iter().map(|&v| result_of(v)).collect();
     assert_eq!(got.len(), n);
     for i in 0..n {
-        assert_eq!(got[i], want[i], "op #{i} {:?}: RustHDL simulator vs Verilator", ops[i]);
+        assert_eq!(
+            got[i], want[i],
+            "op #{i} {:?}: RustHDL simulator vs Verilator",
+            ops[i]
+        );
     }
 }

@@ -10,11 +10,27 @@ use streamon_sw::SwEngine;
 
 fn plans() -> Vec<MetricPlan> {
     [
-        MetricSpec::VariationDetector { log2_bits: 12, hashes: 8 },
-        MetricSpec::ExactCounter { table: TableSpec { log2_buckets: 3, ways: 4 } },
+        MetricSpec::VariationDetector {
+            log2_bits: 12,
+            hashes: 8,
+        },
+        MetricSpec::ExactCounter {
+            table: TableSpec {
+                log2_buckets: 3,
+                ways: 4,
+            },
+        },
         MetricSpec::Global,
-        MetricSpec::VariationDetector { log2_bits: 10, hashes: 4 },
-        MetricSpec::ExactCounter { table: TableSpec { log2_buckets: 2, ways: 2 } },
+        MetricSpec::VariationDetector {
+            log2_bits: 10,
+            hashes: 4,
+        },
+        MetricSpec::ExactCounter {
+            table: TableSpec {
+                log2_buckets: 2,
+                ways: 2,
+            },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
@@ -38,7 +54,11 @@ fn packet_ops(i: u64, key: &[u8]) -> [Op; 4] {
 fn assert_ii_one(when: &[u64], clocks: u64) -> u64 {
     let latency = when[0];
     for (i, &w) in when.iter().enumerate() {
-        assert_eq!(w, latency + i as u64, "result {i} late: initiation interval is not 1");
+        assert_eq!(
+            w,
+            latency + i as u64,
+            "result {i} late: initiation interval is not 1"
+        );
     }
     assert_eq!(clocks, when.len() as u64 + latency - 1);
     latency
@@ -49,7 +69,10 @@ fn check_equal(ops: &[Op], got: &[OpResult]) {
     let mut want = vec![OpResult::default(); ops.len()];
     sw.apply(ops, &mut want);
     if let Some(i) = (0..ops.len()).find(|&i| got[i] != want[i]) {
-        panic!("op #{i} {:?}: software {:?}, hardware {:?}", ops[i], want[i], got[i]);
+        panic!(
+            "op #{i} {:?}: software {:?}, hardware {:?}",
+            ops[i], want[i], got[i]
+        );
     }
 }
 
@@ -75,7 +98,11 @@ fn steady_state_initiation_interval_is_one() {
         clocks as f64 / ops.len() as f64,
         latency
     );
-    println!("FIGURE verilator_speed: {:.0} ops/s ({:.0} clocks/s)", ops.len() as f64 / secs, clocks as f64 / secs);
+    println!(
+        "FIGURE verilator_speed: {:.0} ops/s ({:.0} clocks/s)",
+        ops.len() as f64 / secs,
+        clocks as f64 / secs
+    );
 }
 
 #[test]
@@ -106,12 +133,18 @@ fn same_address_bursts_do_not_stall() {
 
 #[test]
 fn latency_of_an_isolated_op() {
-    let ops: Vec<Op> = (0..100u64).flat_map(|i| packet_ops(i, &(i as u32).to_be_bytes())).collect();
+    let ops: Vec<Op> = (0..100u64)
+        .flat_map(|i| packet_ops(i, &(i as u32).to_be_bytes()))
+        .collect();
     let mut sim = SimEngine::new(&plans()).unwrap();
     let gap = 9;
     let (got, when, _) = sim.run_timed(&ops, gap);
     check_equal(&ops, &got);
-    let lat: Vec<u64> = when.iter().enumerate().map(|(i, &w)| w - i as u64 * (gap as u64 + 1)).collect();
+    let lat: Vec<u64> = when
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| w - i as u64 * (gap as u64 + 1))
+        .collect();
     assert!(lat.iter().all(|&l| l == lat[0]), "latency varies: {lat:?}");
     println!("FIGURE isolated_latency: {} clocks", lat[0]);
 }

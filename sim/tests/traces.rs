@@ -45,16 +45,38 @@ fn ops_of(path: &std::path::Path) -> Vec<Op> {
 #[test]
 fn real_traces_are_bit_identical() {
     let plans: Vec<MetricPlan> = [
-        MetricSpec::VariationDetector { log2_bits: 12, hashes: 8 },
-        MetricSpec::ExactCounter { table: TableSpec { log2_buckets: 3, ways: 4 } },
+        MetricSpec::VariationDetector {
+            log2_bits: 12,
+            hashes: 8,
+        },
+        MetricSpec::ExactCounter {
+            table: TableSpec {
+                log2_buckets: 3,
+                ways: 4,
+            },
+        },
         MetricSpec::Global,
-        MetricSpec::VariationDetector { log2_bits: 9, hashes: 4 },
-        MetricSpec::ExactCounter { table: TableSpec { log2_buckets: 3, ways: 2 } },
+        MetricSpec::VariationDetector {
+            log2_bits: 9,
+            hashes: 4,
+        },
+        MetricSpec::ExactCounter {
+            table: TableSpec {
+                log2_buckets: 3,
+                ways: 2,
+            },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
     .collect();
-    let names = ["dstreamon_dos.pcap", "ndpi_synscan.pcap", "ndpi_bittorrent.pcap", "ndpi_gnutella.pcap", "sv_synflood_fw.pcap"];
+    let names = [
+        "dstreamon_dos.pcap",
+        "ndpi_synscan.pcap",
+        "ndpi_bittorrent.pcap",
+        "ndpi_gnutella.pcap",
+        "sv_synflood_fw.pcap",
+    ];
     let mut total = 0;
     for name in names {
         let path = traces_dir().join(name);
@@ -67,7 +89,10 @@ fn real_traces_are_bit_identical() {
         sw.apply(&ops, &mut a);
         sim.apply(&ops, &mut b);
         if let Some(i) = (0..ops.len()).find(|&i| a[i] != b[i]) {
-            panic!("{name} op #{i} {:?}\n  software: {:?}\n  hardware: {:?}", ops[i], a[i], b[i]);
+            panic!(
+                "{name} op #{i} {:?}\n  software: {:?}\n  hardware: {:?}",
+                ops[i], a[i], b[i]
+            );
         }
         for m in 0..plans.len() as u16 {
             assert_eq!(sw.dump(m), sim.dump(m), "{name}: dump of metric {m}");
