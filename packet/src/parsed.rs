@@ -504,7 +504,12 @@ pub fn parse(frame: &[u8], linktype: LinkType, meta: FrameMeta) -> Result<Parsed
         other => return Err(Skip::UnsupportedEtherType(other)),
     };
 
-    let mut parsed = Parsed {
+    let (transport, l4_payload) = parse_transport(proto, ip_payload, &mut anomalies);
+    let app = parse_app(&transport, l4_payload, &mut anomalies);
+    // Built in place as the return value: a `Parsed` is a few hundred
+    // bytes (the inline DNS name), and copying it is most of the cost of
+    // a simple packet.
+    Ok(Parsed {
         frame,
         meta,
         linktype,
@@ -513,14 +518,11 @@ pub fn parse(frame: &[u8], linktype: LinkType, meta: FrameMeta) -> Result<Parsed
         net,
         proto,
         ip_payload,
-        transport: Transport::None,
-        l4_payload: ip_payload,
-        app: App::None,
+        transport,
+        l4_payload,
+        app,
         anomalies,
-    };
-    parsed.parse_transport();
-    parsed.parse_app();
-    Ok(parsed)
+    })
 }
 
 /// The EtherType matching the IP version nibble of `l3`; `None` when
@@ -730,108 +732,119 @@ fn parse_ipv6<'a>(
     Ok((Net::V6(hdr), next, rest))
 }
 
+/// Reads the TCP, UDP or ICMP header from the IP payload; returns it and
+/// the transport payload (the whole IP payload when there is no header).
+fn parse_transport<'a>(
+    proto: u8,
+    payload: &'a [u8],
+    anomalies: &mut Anomalies,
+) -> (Transport<'a>, &'a [u8]) {
+    match proto {
+        ip_proto::TCP => {
+            use etherparse::err::tcp::HeaderSliceError;
+            match TcpHeaderSlice::from_slice(payload) {
+                Ok(tcp) => {
+                    let rest = &payload[tcp.slice().len()..];
+                    return (Transport::Tcp(tcp), rest);
+                }
+                Err(HeaderSliceError::Len(_)) => anomalies.insert(Anomalies::L4_TRUNCATED),
+                Err(HeaderSliceError::Content(_)) => anomalies.insert(Anomalies::L4_MALFORMED),
+            }
+        }
+        ip_proto::UDP => match UdpHeaderSlice::from_slice(payload) {
+            Ok(udp) => {
+                let udp_len = usize::from(udp.length());
+                let header_len = udp.slice().len();
+                let rest = if (header_len..=payload.len()).contains(&udp_len) {
+                    &payload[header_len..udp_len]
+                } else {
+                    // Beyond the payload is expected when the capture or
+                    // the fragmentation cut it; anything else is wrong.
+                    let cut = anomalies.contains(Anomalies::IP_TRUNCATED)
+                        || anomalies.contains(Anomalies::FIRST_FRAGMENT);
+                    if udp_len < header_len || !cut {
+                        anomalies.insert(Anomalies::L4_MALFORMED);
+                    }
+                    &payload[header_len..]
+                };
+                return (Transport::Udp(udp), rest);
+            }
+            Err(_) => anomalies.insert(Anomalies::L4_TRUNCATED),
+        },
+        ip_proto::ICMP | ip_proto::ICMPV6 => match payload {
+            [ty, code, ..] if payload.len() >= ICMP_HEADER_LEN => {
+                let icmp = Transport::Icmp {
+                    ty: *ty,
+                    code: *code,
+                };
+                return (icmp, &payload[ICMP_HEADER_LEN..]);
+            }
+            _ => anomalies.insert(Anomalies::L4_TRUNCATED),
+        },
+        _ => {}
+    }
+    (Transport::None, payload)
+}
+
+/// Recognises and reads the DNS, HTTP or Modbus message in the transport
+/// payload.
+fn parse_app<'a>(
+    transport: &Transport<'a>,
+    payload: &'a [u8],
+    anomalies: &mut Anomalies,
+) -> App<'a> {
+    match transport {
+        Transport::Udp(udp) => {
+            let (sp, dp) = (udp.source_port(), udp.destination_port());
+            if DNS_PORTS.contains(&sp) || DNS_PORTS.contains(&dp) {
+                return dns_app(payload, false, anomalies);
+            }
+        }
+        Transport::Tcp(tcp) if !payload.is_empty() => {
+            let (sp, dp) = (tcp.source_port(), tcp.destination_port());
+            if let Some(req) = HttpRequest::parse(payload) {
+                if req.malformed() {
+                    anomalies.insert(Anomalies::HTTP_MALFORMED);
+                }
+                return App::Http(req);
+            } else if sp == DNS_TCP_PORT || dp == DNS_TCP_PORT {
+                // RFC 1035 §4.2.2: a two-byte length, then the message.
+                let msg_len = match payload {
+                    [hi, lo, ..] => Some(usize::from(u16::from_be_bytes([*hi, *lo]))),
+                    _ => None,
+                };
+                match msg_len.and_then(|n| payload.get(2..2 + n)) {
+                    Some(msg) => return dns_app(msg, true, anomalies),
+                    None => anomalies.insert(Anomalies::DNS_TCP_PARTIAL),
+                }
+            } else if sp == modbus::PORT || dp == modbus::PORT {
+                match Modbus::parse(payload) {
+                    Ok(m) => return App::Modbus(m),
+                    Err(_) => anomalies.insert(Anomalies::MODBUS_MALFORMED),
+                }
+            }
+        }
+        _ => {}
+    }
+    App::None
+}
+
+fn dns_app<'a>(msg: &[u8], over_tcp: bool, anomalies: &mut Anomalies) -> App<'a> {
+    match Dns::parse(msg) {
+        Some(dns) => {
+            if dns.malformed() {
+                anomalies.insert(Anomalies::DNS_MALFORMED);
+            }
+            App::Dns { dns, over_tcp }
+        }
+        None => {
+            anomalies.insert(Anomalies::DNS_MALFORMED);
+            App::None
+        }
+    }
+}
+
 impl<'a> Parsed<'a> {
-    /// Reads the TCP, UDP or ICMP header from the IP payload.
-    fn parse_transport(&mut self) {
-        let payload = self.ip_payload;
-        match self.proto {
-            ip_proto::TCP => {
-                use etherparse::err::tcp::HeaderSliceError;
-                match TcpHeaderSlice::from_slice(payload) {
-                    Ok(tcp) => {
-                        self.l4_payload = &payload[tcp.slice().len()..];
-                        self.transport = Transport::Tcp(tcp);
-                    }
-                    Err(HeaderSliceError::Len(_)) => self.anomalies.insert(Anomalies::L4_TRUNCATED),
-                    Err(HeaderSliceError::Content(_)) => {
-                        self.anomalies.insert(Anomalies::L4_MALFORMED)
-                    }
-                }
-            }
-            ip_proto::UDP => match UdpHeaderSlice::from_slice(payload) {
-                Ok(udp) => {
-                    let udp_len = usize::from(udp.length());
-                    let header_len = udp.slice().len();
-                    self.l4_payload = if (header_len..=payload.len()).contains(&udp_len) {
-                        &payload[header_len..udp_len]
-                    } else {
-                        // Beyond the payload is expected when the capture or
-                        // the fragmentation cut it; anything else is wrong.
-                        let cut = self.anomalies.contains(Anomalies::IP_TRUNCATED)
-                            || self.anomalies.contains(Anomalies::FIRST_FRAGMENT);
-                        if udp_len < header_len || !cut {
-                            self.anomalies.insert(Anomalies::L4_MALFORMED);
-                        }
-                        &payload[header_len..]
-                    };
-                    self.transport = Transport::Udp(udp);
-                }
-                Err(_) => self.anomalies.insert(Anomalies::L4_TRUNCATED),
-            },
-            ip_proto::ICMP | ip_proto::ICMPV6 => match payload {
-                [ty, code, ..] if payload.len() >= ICMP_HEADER_LEN => {
-                    self.transport = Transport::Icmp {
-                        ty: *ty,
-                        code: *code,
-                    };
-                    self.l4_payload = &payload[ICMP_HEADER_LEN..];
-                }
-                _ => self.anomalies.insert(Anomalies::L4_TRUNCATED),
-            },
-            _ => {}
-        }
-    }
-
-    /// Recognises and reads the DNS, HTTP or Modbus message.
-    fn parse_app(&mut self) {
-        let payload = self.l4_payload;
-        match &self.transport {
-            Transport::Udp(udp) => {
-                let (sp, dp) = (udp.source_port(), udp.destination_port());
-                if DNS_PORTS.contains(&sp) || DNS_PORTS.contains(&dp) {
-                    self.set_dns(payload, false);
-                }
-            }
-            Transport::Tcp(tcp) if !payload.is_empty() => {
-                let (sp, dp) = (tcp.source_port(), tcp.destination_port());
-                if let Some(req) = HttpRequest::parse(payload) {
-                    if req.malformed() {
-                        self.anomalies.insert(Anomalies::HTTP_MALFORMED);
-                    }
-                    self.app = App::Http(req);
-                } else if sp == DNS_TCP_PORT || dp == DNS_TCP_PORT {
-                    // RFC 1035 §4.2.2: a two-byte length, then the message.
-                    let msg_len = match payload {
-                        [hi, lo, ..] => Some(usize::from(u16::from_be_bytes([*hi, *lo]))),
-                        _ => None,
-                    };
-                    match msg_len.and_then(|n| payload.get(2..2 + n)) {
-                        Some(msg) => self.set_dns(msg, true),
-                        None => self.anomalies.insert(Anomalies::DNS_TCP_PARTIAL),
-                    }
-                } else if sp == modbus::PORT || dp == modbus::PORT {
-                    match Modbus::parse(payload) {
-                        Ok(m) => self.app = App::Modbus(m),
-                        Err(_) => self.anomalies.insert(Anomalies::MODBUS_MALFORMED),
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn set_dns(&mut self, msg: &[u8], over_tcp: bool) {
-        match Dns::parse(msg) {
-            Some(dns) => {
-                if dns.malformed() {
-                    self.anomalies.insert(Anomalies::DNS_MALFORMED);
-                }
-                self.app = App::Dns { dns, over_tcp };
-            }
-            None => self.anomalies.insert(Anomalies::DNS_MALFORMED),
-        }
-    }
-
     /// The value of `field` in this packet, or `None` when the packet does
     /// not carry it (no ports on ICMP, no domain name outside DNS, …).
     ///
