@@ -104,12 +104,15 @@ enum NameError {
     Invalid,
 }
 
-/// Decodes the name at `start` of `msg`, following compression pointers.
+/// Decodes the name at `start` of `msg` into `name`, following
+/// compression pointers. (Written in place: a name is 258 bytes, and
+/// copying it around costs more than decoding it.)
 ///
-/// Returns the name and the offset just past it at its original place
-/// (past the first pointer, if any).
-fn read_name(msg: &[u8], start: usize) -> Result<(DomainName, usize), NameError> {
-    let mut name = DomainName::empty();
+/// Returns the offset just past the name at its original place (past the
+/// first pointer, if any). On error `name` holds a partial name.
+fn read_name(msg: &[u8], start: usize, name: &mut DomainName) -> Result<usize, NameError> {
+    name.len = 0;
+    name.second_level_start = 0;
     let mut pos = start;
     let mut resume: Option<usize> = None;
     let mut pointers = 0;
@@ -127,7 +130,7 @@ fn read_name(msg: &[u8], start: usize) -> Result<(DomainName, usize), NameError>
                 }
                 let end = resume.unwrap_or(pos + 1);
                 name.second_level_start = if labels >= 2 { prev_label } else { 0 } as u8;
-                return Ok((name, end));
+                return Ok(end);
             }
             0x00 => {
                 let len = usize::from(len);
@@ -207,7 +210,10 @@ pub struct Dns {
     ancount: u16,
     nscount: u16,
     arcount: u16,
-    question: Option<(DomainName, u16)>,
+    /// The first question's name; meaningful when `qtype` is set.
+    name: DomainName,
+    /// The first question's type, set once its name decoded.
+    qtype: Option<u16>,
     answer: Option<IpAddr>,
     malformed: bool,
 }
@@ -226,12 +232,18 @@ impl Dns {
             ancount: be16(msg, field::ANCOUNT),
             nscount: be16(msg, field::NSCOUNT),
             arcount: be16(msg, field::ARCOUNT),
-            question: None,
+            name: DomainName::empty(),
+            qtype: None,
             answer: None,
             malformed: false,
         };
         if dns.walk(msg).is_err() {
             dns.malformed = true;
+            if dns.qtype.is_none() {
+                // Drop a partly decoded name (equality looks at it).
+                dns.name.len = 0;
+                dns.name.second_level_start = 0;
+            }
         }
         Some(dns)
     }
@@ -242,9 +254,9 @@ impl Dns {
         let mut pos = HEADER_LEN;
         for i in 0..self.qdcount {
             if i == 0 {
-                let (name, end) = read_name(msg, pos)?;
+                let end = read_name(msg, pos, &mut self.name)?;
                 let qtype = msg.get(end..end + 2).ok_or(NameError::Truncated)?;
-                self.question = Some((name, u16::from_be_bytes([qtype[0], qtype[1]])));
+                self.qtype = Some(u16::from_be_bytes([qtype[0], qtype[1]]));
                 pos = end;
             } else if !self.qr() {
                 // Only responses carry answers we read; a query needs
@@ -340,12 +352,12 @@ impl Dns {
 
     /// The first question's name, when it decoded.
     pub fn name(&self) -> Option<&DomainName> {
-        self.question.as_ref().map(|(n, _)| n)
+        self.qtype.map(|_| &self.name)
     }
 
     /// The first question's type (1 = A, 28 = AAAA, …).
     pub fn qtype(&self) -> Option<u16> {
-        self.question.as_ref().map(|&(_, t)| t)
+        self.qtype
     }
 
     /// The first A or AAAA answer of a response.
