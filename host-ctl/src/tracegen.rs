@@ -214,7 +214,7 @@ fn dns_exchange(
     });
 }
 
-/// An NXDOMAIN storm, about 3,000 frames over 10 minutes, resolver
+/// An NXDOMAIN storm, about 600 frames over 10 minutes, resolver
 /// 10.2.0.1:
 /// * background: 20 clients (10.2.1.1–10.2.1.20) resolve ordinary names
 ///   at about one query per 3 s in total, all trace long; one query in 50
@@ -256,7 +256,7 @@ pub fn nxdomain_storm(seed: u64) -> Vec<Frame> {
     frames
 }
 
-/// A Conficker-like infection next to a clean host, about 4,000 frames
+/// A Conficker-like infection next to a clean host, about 2,100 frames
 /// over 5 minutes (resolver 10.1.0.1):
 /// * the bot 10.1.0.66 resolves random names at 1 per second from t = 0
 ///   (70 % NXDOMAIN, the generated C&C domains) and, from t = 10 s, sends
@@ -396,7 +396,7 @@ mod tests {
             assert_eq!(a, gen(7));
             assert_ne!(a, gen(8));
             assert!(a.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
-            assert!(a.len() > 1_000, "{}", a.len());
+            assert!(a.len() > 500, "{}", a.len());
         }
     }
 }
