@@ -384,8 +384,6 @@ pub enum MonitorKind {
     Sliding {
         /// Window length in seconds.
         window_s: f64,
-        /// Sub-windows the window is cut into (`buckets`, default 10).
-        buckets: u16,
         /// Exact table geometry.
         table: TableGeometry,
     },

@@ -380,19 +380,15 @@ impl AppRuntime {
             return;
         }
         self.run_metrics(&pass);
+        let mut arith = ArithStats::default();
         // Features, in order (each may use the ones before it).
         for i in 0..self.plan.program.features.len() {
             let v = {
                 let env = Env { rt: self, ctx };
-                eval::eval(
-                    &self.plan.program.features[i].body,
-                    &env,
-                    &mut ArithStats::default(),
-                )
+                eval::eval(&self.plan.program.features[i].body, &env, &mut arith)
             };
             self.feature_values[i] = v;
         }
-        let mut arith = ArithStats::default();
         let behaviour = self.plan.program.events[event]
             .behaviour(state)
             .expect("checked above");

@@ -72,7 +72,11 @@ impl VariationDetector {
     /// 1 if every bit of the key is set in the detecting filter, else 0.
     #[inline]
     pub(crate) fn get(&self, pos: &Positions) -> u64 {
-        let mask = self.mask(pos);
+        self.get_masked(pos, &self.mask(pos))
+    }
+
+    #[inline]
+    fn get_masked(&self, pos: &Positions, mask: &[u64; BLOCK_WORDS]) -> u64 {
         let block = &self.blocks[pos.bloom_block(self.log2_bits)];
         let det = (1 - self.learning) * BLOCK_WORDS;
         let mut missing = 0u64;
@@ -86,6 +90,19 @@ impl VariationDetector {
     #[inline]
     pub(crate) fn set(&mut self, pos: &Positions) -> bool {
         let mask = self.mask(pos);
+        self.set_masked(pos, &mask)
+    }
+
+    /// `get` then `set` with one mask: `(seen, swapped)`.
+    #[inline]
+    pub(crate) fn get_set(&mut self, pos: &Positions) -> (u64, bool) {
+        let mask = self.mask(pos);
+        let seen = self.get_masked(pos, &mask);
+        (seen, self.set_masked(pos, &mask))
+    }
+
+    #[inline]
+    fn set_masked(&mut self, pos: &Positions, mask: &[u64; BLOCK_WORDS]) -> bool {
         let block = &mut self.blocks[pos.bloom_block(self.log2_bits)];
         for f in 0..2 {
             let mut newly = 0u32;

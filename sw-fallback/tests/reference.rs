@@ -107,8 +107,8 @@ fn sliding_roll(e: &Entry, now: u32, w: u32) -> (u64, u64, u32) {
 
 fn sliding_estimate(cur: u64, prev: u64, start: u32, now: u32, plan: &MetricPlan) -> u64 {
     let remaining = plan.window_ticks.saturating_sub(age(now, start)) as u64;
-    let frac = remaining * plan.window_recip as u64 >> 16;
-    cur + (prev * frac >> 16)
+    let frac = (remaining * plan.window_recip as u64) >> 16;
+    cur + ((prev * frac) >> 16)
 }
 
 impl Reference {

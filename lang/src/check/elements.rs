@@ -411,7 +411,6 @@ impl<'t> Checker<'t> {
             "nhash",
             "ways",
             "conservative",
-            "buckets",
         ];
         self.check_attrs(node, ALL, &["life"]);
         if !self.status_attr(node)? {
@@ -424,7 +423,7 @@ impl<'t> Checker<'t> {
             "tewma-fast" => &["window", "legacy_window", "size", "ways", "insert_value"],
             "dleft" => &["size", "ways", "insert_value"],
             "simple" => &["insert_value"],
-            "sliding" => &["window", "buckets", "size", "ways", "insert_value"],
+            "sliding" => &["window", "size", "ways", "insert_value"],
             "countmin" => &["size", "nhash", "conservative", "insert_value"],
             "hll" => &["size"],
             other => {
@@ -467,7 +466,7 @@ impl<'t> Checker<'t> {
         };
         let table = |ck: &mut Self| -> Option<TableGeometry> {
             let size = ck.int_attr(node, "size", 16, 4, 24);
-            let ways = ck.int_attr(node, "ways", 4, 1, 16);
+            let ways = ck.int_attr(node, "ways", 4, 1, 8);
             Some(TableGeometry {
                 size_log2: size? as u8,
                 ways: ways? as u8,
@@ -501,11 +500,9 @@ impl<'t> Checker<'t> {
                     Some(a) => self.seconds_attr(&a, "`window`", false),
                     None => Some(60.0),
                 };
-                let buckets = self.int_attr(node, "buckets", 10, 1, 1024);
                 let t = table(self);
                 MonitorKind::Sliding {
                     window_s: window?,
-                    buckets: buckets? as u16,
                     table: t?,
                 }
             }
