@@ -359,6 +359,54 @@ pub fn conficker(seed: u64) -> Vec<Frame> {
     frames
 }
 
+/// A SYN flood that ramps up, with two regular clients: the scenario of
+/// Fig. 6 of the StreaMon paper (ITC 2014, IV-C). About 8,000 frames over
+/// 10 minutes; the server is 10.4.0.80:80:
+/// * client A (10.4.1.1) opens a connection every 2 s all trace long;
+/// * from t = 100 s to t = 220 s, spoofed sources (random addresses in
+///   198.18.0.0/15) send SYNs at a rate growing ×1.5 every 10 s from 1/s;
+/// * client B (10.4.1.2) starts in the middle of the attack, at t = 180 s,
+///   and opens a connection every 2 s until the end;
+/// * every SYN from A or B is answered by a SYN-ACK.
+pub fn ddos_ramp(seed: u64) -> Vec<Frame> {
+    let mut rng = Rng::new(seed);
+    let mut frames = Vec::new();
+    let server = Ipv4Addr::new(10, 4, 0, 80);
+    let end_ns = 600 * 1_000_000_000u64;
+    for (client, start_s) in [
+        (Ipv4Addr::new(10, 4, 1, 1), 0u64),
+        (Ipv4Addr::new(10, 4, 1, 2), 180),
+    ] {
+        let mut t = start_s * 1_000_000_000 + rng.below(1_000_000_000);
+        while t < end_ns {
+            let sport = 32768 + rng.below(28000) as u16;
+            frames.push(Frame {
+                ts_ns: EPOCH_NS + t,
+                data: tcp_frame(client, server, sport, 80, true, false),
+            });
+            frames.push(Frame {
+                ts_ns: EPOCH_NS + t + 100_000,
+                data: tcp_frame(server, client, 80, sport, true, true),
+            });
+            t += 1_500_000_000 + rng.below(1_000_000_000);
+        }
+    }
+    let (start, stop) = (100e9, 220e9);
+    let mut t = start;
+    while t < stop {
+        let rate = 1.5f64.powf((t - start) / 10e9);
+        t += rng.exp_ns(1e9 / rate) as f64;
+        let src = Ipv4Addr::from(0xC612_0000 | (rng.next_u64() as u32 & 0x0001_FFFF));
+        let sport = 1024 + rng.below(60000) as u16;
+        frames.push(Frame {
+            ts_ns: EPOCH_NS + t as u64,
+            data: tcp_frame(src, server, sport, 80, true, false),
+        });
+    }
+    frames.sort_by_key(|f| f.ts_ns);
+    frames
+}
+
 /// Writes frames as a classic pcap file (nanosecond timestamps, Ethernet).
 pub fn write_pcap(path: &Path, frames: &[Frame]) -> io::Result<()> {
     let file = std::fs::File::create(path)?;
@@ -391,7 +439,11 @@ mod tests {
 
     #[test]
     fn attack_generators_are_deterministic_and_ordered() {
-        for gen in [nxdomain_storm as fn(u64) -> Vec<Frame>, conficker] {
+        for gen in [
+            nxdomain_storm as fn(u64) -> Vec<Frame>,
+            conficker,
+            ddos_ramp,
+        ] {
             let a = gen(7);
             assert_eq!(a, gen(7));
             assert_ne!(a, gen(8));

@@ -360,6 +360,58 @@ fn syn_rate_crossing(pkts: &[Pkt], dst: IpAddr, threshold: f64) -> Option<&Pkt> 
         })
 }
 
+/// Packet numbers the block list drops: packets of a (source,
+/// destination) pair named by a `block` event (text `block <src>-<dst>
+/// for 60 s`), later than the block and within its 60 s.
+fn dropped_by_blocks(pkts: &[Pkt], blocks: &[&streamon_probe::OutputEvent]) -> BTreeSet<u64> {
+    let mut until: BTreeMap<(IpAddr, IpAddr), u64> = BTreeMap::new();
+    let mut dropped = BTreeSet::new();
+    let mut bi = blocks.iter().peekable();
+    for p in pkts {
+        if until.get(&(p.src, p.dst)).is_some_and(|&u| p.ts < u) {
+            dropped.insert(p.no);
+            continue;
+        }
+        while let Some(b) = bi.next_if(|b| b.packet_no <= p.no) {
+            let pair = b.text.split_whitespace().nth(1).expect("pair");
+            let (s, d) = pair.split_once('-').expect("src-dst");
+            until.insert((ip(s), ip(d)), b.ts + 60 * S);
+        }
+    }
+    dropped
+}
+
+/// The ddos XFSM replayed on decayed SYN counts recomputed at each 10 s
+/// tick after `mon_ts` (when the key entered `monitored`): the state
+/// entered at each tick that changes it, until the key is back to normal.
+fn ddos_ticks(syns: &[u64], mon_ts: u64) -> Vec<(u64, &'static str)> {
+    let mut out = Vec::new();
+    let mut state = "monitored";
+    let mut prev = decayed_count(syns, mon_ts, 60.0);
+    for k in 1..200 {
+        let tick = mon_ts + k * 10 * S;
+        let v = decayed_count(syns, tick, 60.0);
+        let next = match state {
+            "monitored" if v > 10_000.0 => "attack",
+            "monitored" if v > 1.2 * prev => "rising",
+            "monitored" if v < 100.0 => "normal",
+            "rising" if v > 1.2 * prev || v > 10_000.0 => "attack",
+            "rising" => "monitored",
+            "attack" if v < 100.0 => "normal",
+            s => s,
+        };
+        prev = v;
+        if next != state {
+            out.push((tick, next));
+            state = next;
+        }
+        if state == "normal" {
+            break;
+        }
+    }
+    out
+}
+
 #[test]
 fn ddos_detects_real_spoofed_flood_and_blocks_new_sources() {
     // sddos_synflood_spoofed.pcap: 37,841 spoofed SYNs to 10.10.10.10:80,
@@ -405,20 +457,7 @@ fn ddos_detects_real_spoofed_flood_and_blocks_new_sources() {
     }
     // Packets dropped by the block list: those of a blocked pair within
     // 60 s of its block (spoofed sources rarely send twice).
-    let mut until: BTreeMap<(IpAddr, IpAddr), u64> = BTreeMap::new();
-    let mut dropped = 0u64;
-    let mut bi = blocks.iter().peekable();
-    for p in &pkts {
-        if until.get(&(p.src, p.dst)).is_some_and(|&u| p.ts < u) {
-            dropped += 1;
-            continue;
-        }
-        while let Some(b) = bi.next_if(|b| b.packet_no <= p.no) {
-            let pair = b.text.split_whitespace().nth(1).expect("pair");
-            let (s, d) = pair.split_once('-').expect("src-dst");
-            until.insert((ip(s), ip(d)), b.ts + 60 * S);
-        }
-    }
+    let dropped = dropped_by_blocks(&pkts, &blocks).len() as u64;
     assert_eq!(run.stats.blocked, dropped);
 }
 
@@ -436,28 +475,15 @@ fn ddos_detects_generated_ramp_without_blocking_regular_clients() {
     let cross = syn_rate_crossing(&pkts, victim, 100.0).expect("crosses 100/min");
     let mon = run.must_reach(key, "monitored");
     assert_eq!(mon.packet_no, cross.no);
-    // Replay the state machine on decayed counts recomputed at each 10 s
-    // tick: monitored → rising on a >20 % rise, rising → attack on a
-    // second one (or above 10,000/min), else back to monitored.
     let syns: Vec<u64> = pkts
         .iter()
         .filter(|p| p.is_syn() && p.dst == victim)
         .map(|p| p.ts)
         .collect();
-    let mut prev = decayed_count(&syns, mon.ts, 60.0);
-    let mut rising = false;
-    let mut expect_tick = None;
-    for k in 1..30 {
-        let tick = mon.ts + k * 10 * S;
-        let v = decayed_count(&syns, tick, 60.0);
-        if v > 10_000.0 || (rising && v > 1.2 * prev) {
-            expect_tick = Some(tick);
-            break;
-        }
-        assert!(v >= 100.0, "the rate fell back before the attack");
-        rising = !rising && v > 1.2 * prev;
-        prev = v;
-    }
+    let expect_tick = ddos_ticks(&syns, mon.ts)
+        .into_iter()
+        .find(|t| t.1 == "attack")
+        .map(|t| t.0);
     let att = run.must_reach(key, "attack");
     assert_eq!(Some(att.ts), expect_tick, "{}", run.dump());
     assert_eq!(att.topic, "alert");
@@ -554,6 +580,95 @@ fn ddos_port_scan_is_not_an_attack() {
         run.dump()
     );
     assert_eq!(run.topic("alert").count(), 0);
+}
+
+#[test]
+fn ddos_paper_scenario_blocks_new_client_only_during_attack() {
+    // Generated (`tracegen::ddos_ramp`): Fig. 6 of the paper. Client A
+    // talks to the server 10.4.0.80 from the start; a spoofed flood ramps
+    // up from t = 100 s to 220 s; client B starts at t = 180 s, in the
+    // middle of the attack. A is never blocked; B is blocked while the
+    // server is under attack and accepted once it is back to normal.
+    let frames = tracegen::ddos_ramp(11);
+    let pkts = load_frames(&frames);
+    let server = ip("10.4.0.80");
+    let run = run_frames("ddos", &frames);
+    let key = "10.4.0.80";
+    let cross = syn_rate_crossing(&pkts, server, 100.0).expect("crosses 100/min");
+    let mon = run.must_reach(key, "monitored");
+    assert_eq!(mon.packet_no, cross.no);
+    // The SYN rate counts the SYNs the application sees: those the block
+    // list drops (client B's, while blocked) are not counted.
+    let blocks: Vec<_> = run.topic("block").collect();
+    let dropped = dropped_by_blocks(&pkts, &blocks);
+    assert_eq!(run.stats.blocked, dropped.len() as u64);
+    let syns: Vec<u64> = pkts
+        .iter()
+        .filter(|p| p.is_syn() && p.dst == server && !dropped.contains(&p.no))
+        .map(|p| p.ts)
+        .collect();
+    let ticks = ddos_ticks(&syns, mon.ts);
+    let attack = ticks
+        .iter()
+        .find(|t| t.1 == "attack")
+        .expect("an attack tick")
+        .0;
+    let over = ticks
+        .iter()
+        .find(|t| t.1 == "normal")
+        .expect("the attack ends")
+        .0;
+    assert_eq!(
+        run.must_reach(key, "attack").ts,
+        attack,
+        "{ticks:?}\n{}",
+        run.dump()
+    );
+    let end = run
+        .topic("alert")
+        .find(|e| e.text.ends_with("attack over"))
+        .expect("an `attack over` alert");
+    assert_eq!((end.ts, end.state_to.as_str()), (over, "normal"));
+
+    let blocked_src = |e: &&streamon_probe::OutputEvent| {
+        e.text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|k| k.split('-').next())
+            .map(str::to_string)
+    };
+    assert!(blocks.iter().all(|b| b.ts >= attack && b.ts < over));
+    assert!(
+        !blocks
+            .iter()
+            .any(|b| blocked_src(b).as_deref() == Some("10.4.1.1")),
+        "A blocked"
+    );
+    let b_blocks: Vec<_> = blocks
+        .iter()
+        .filter(|b| blocked_src(b).as_deref() == Some("10.4.1.2"))
+        .collect();
+    let b_first = pkts
+        .iter()
+        .find(|p| p.is_syn() && p.src == ip("10.4.1.2"))
+        .expect("B");
+    assert!(
+        b_first.ts > attack && b_first.ts < over,
+        "B starts during the attack"
+    );
+    assert_eq!(b_blocks.first().expect("B blocked").packet_no, b_first.no);
+    // After the attack B's SYNs reach the application again (counted as
+    // matched, not dropped): every SYN of B after the last block expired.
+    let last_b_block = b_blocks.last().expect("B blocked").ts;
+    let b_after = pkts
+        .iter()
+        .filter(|p| p.is_syn() && p.src == ip("10.4.1.2") && p.ts >= last_b_block + 60 * S)
+        .count();
+    assert!(b_after > 50, "{b_after}");
+    assert!(blocks.iter().all(|b| {
+        let s = blocked_src(b).unwrap_or_default();
+        s == "10.4.1.2" || s.starts_with("198.18.") || s.starts_with("198.19.")
+    }));
 }
 
 // -------------------------------------------------------------- conficker
