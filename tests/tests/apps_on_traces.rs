@@ -317,6 +317,13 @@ fn dns_nxdomain_detects_generated_storm() {
         "background typos exist"
     );
     assert_eq!(run.keys(), BTreeSet::from([key.to_string()]));
+    // `detected` lasts 5 min after the last condition that fired (the
+    // last answer of the storm); the trace goes on long enough, so the
+    // bot is moved back to `default` once, silently.
+    let last = raw.last().expect("raw").ts;
+    assert!(pkts.last().expect("packets").ts > last + 300 * S);
+    assert_eq!(raw.last().expect("raw").packet_no, nx.last().expect("nx").no);
+    assert_eq!(run.stats.state_expiries, 1);
 }
 
 #[test]
