@@ -322,7 +322,10 @@ fn dns_nxdomain_detects_generated_storm() {
     // bot is moved back to `default` once, silently.
     let last = raw.last().expect("raw").ts;
     assert!(pkts.last().expect("packets").ts > last + 300 * S);
-    assert_eq!(raw.last().expect("raw").packet_no, nx.last().expect("nx").no);
+    assert_eq!(
+        raw.last().expect("raw").packet_no,
+        nx.last().expect("nx").no
+    );
     assert_eq!(run.stats.state_expiries, 1);
 }
 
