@@ -115,13 +115,14 @@ pub fn dns_message(id: u16, name: &str, response: bool, rcode: u8) -> Vec<u8> {
 /// Trace start: 2026-01-01T00:00:00Z.
 pub const EPOCH_NS: u64 = 1_767_225_600_000_000_000;
 
-/// The demo's SYN flood, about 25,000 frames over 6 minutes:
+/// The demo's SYN flood, about 7,000 frames over 6 minutes:
 /// * background: 40 clients open connections to 5 servers
 ///   (10.0.0.1–10.0.0.5) at about one SYN per second in total, all trace
 ///   long; 8 of them are regular clients of the victim 10.0.0.100;
 /// * from t = 60 s, spoofed sources (random addresses in 100.64.0.0/10)
-///   send SYNs to the victim at a rate growing ×1.5 every 10 s from 2/s to
-///   at most 400/s, until t = 180 s; then only background traffic.
+///   send SYNs to the victim at a rate growing ×1.5 every 10 s from 2/s
+///   (about 260/s by t = 180 s, capped at 400/s), until t = 180 s; then
+///   only background traffic.
 pub fn syn_flood(seed: u64) -> Vec<Frame> {
     let mut rng = Rng::new(seed);
     let mut frames = Vec::new();
