@@ -24,6 +24,15 @@
 #![deny(unsafe_code)]
 
 pub mod dma;
+pub mod engine;
 pub mod mmio;
+pub mod provider;
 pub mod regs;
 pub mod ring;
+pub mod sim_nic;
+
+pub use engine::{
+    DeviceEngine, DeviceError, DriverConfig, DriverCounters, DriverError, STATUS_DEVICE_ERROR,
+};
+pub use provider::RegionProvider;
+pub use sim_nic::{FaultPlan, SimNic, SimNicConfig};

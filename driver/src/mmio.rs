@@ -171,3 +171,17 @@ impl Mmio {
         self.write32(hi, (value >> 32) as u32);
     }
 }
+
+impl Mmio {
+    /// A register window over fresh zeroed anonymous shared memory, accessed
+    /// atomically: the simulated NIC's register file.
+    pub fn shared_anonymous(len: usize) -> std::io::Result<Mmio> {
+        let mut map = memmap2::MmapOptions::new().len(len).map_anon()?;
+        let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
+        // SAFETY: `map` is `len` bytes, page aligned and stays mapped while
+        // the `Arc` holding it lives (inside the `Mmio` and its clones); the
+        // pointer was taken before the map was shared, and the `MmapMut` is
+        // never dereferenced again: all accesses go through `read32`/`write32`.
+        Ok(unsafe { Mmio::new(base, len, Access::Atomic, Arc::new(map)) })
+    }
+}
