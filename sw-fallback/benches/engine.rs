@@ -113,7 +113,7 @@ fn per_kind(c: &mut Criterion) {
 }
 
 /// 16 × (detector + exact counter), distinct-count style ops per packet.
-fn worst_case_plans(log2_bits: u32, log2_buckets: u32) -> Vec<MetricPlan> {
+fn worst_case_plans(log2_bits: u32, log2_buckets: u32, ways: u32) -> Vec<MetricPlan> {
     (0..16)
         .flat_map(|_| {
             [
@@ -153,11 +153,17 @@ fn worst_case(c: &mut Criterion) {
     let mut group = c.benchmark_group("streamon_worst_case");
     group.throughput(Throughput::Elements(PACKETS as u64));
     group.sample_size(20);
-    // (label, log2 bits per filter, log2 buckets of 4 ways)
-    for (label, bits, buckets) in [("original_sizes_2^20", 20, 18), ("small_2^16", 16, 14)] {
+    // (label, log2 bits per filter, log2 buckets, ways): every table has
+    // the original's 2^20 slots (2^16 for the small one); 2-way buckets are
+    // one 128-byte line pair, 4-way buckets two.
+    for (label, bits, buckets, ways) in [
+        ("original_sizes_2^20_4way", 20, 18, 4),
+        ("original_sizes_2^20_2way", 20, 19, 2),
+        ("small_2^16_4way", 16, 14, 4),
+    ] {
         group.bench_function(BenchmarkId::new("packets", label), |b| {
             // Built here so a filtered-out size costs nothing.
-            let plans = worst_case_plans(bits, buckets);
+            let plans = worst_case_plans(bits, buckets, ways);
             let mem: u64 = plans.iter().map(MetricPlan::memory_bytes).sum();
             eprintln!("worst case {label}: {} MiB of metric state", mem >> 20);
             let mut engine = SwEngine::new(&plans);
@@ -186,7 +192,7 @@ fn random_access_baseline(c: &mut Criterion) {
     group.bench_function(
         BenchmarkId::new("packets_of_16_rmw", "worst_case_footprint"),
         |b| {
-            let plans = worst_case_plans(20, 18);
+            let plans = worst_case_plans(20, 18, 4);
             let bytes: u64 = plans.iter().map(MetricPlan::memory_bytes).sum();
             let words = (bytes / 8).next_power_of_two() as usize;
             // The same memory as the engine's: huge pages, touched up front.
