@@ -283,11 +283,11 @@ impl AppRuntime {
                 continue;
             };
             match self.next_vd_reset[m] {
-                None => self.next_vd_reset[m] = Some(ts + period),
+                None => self.next_vd_reset[m] = Some(ts.saturating_add(period)),
                 Some(at) if ts > at => {
                     let op = Op::new(vd, OpKind::Clear, &[], 0, ts).expect("empty key");
                     self.engine.apply_one(&op);
-                    self.next_vd_reset[m] = Some(ts + period);
+                    self.next_vd_reset[m] = Some(ts.saturating_add(period));
                 }
                 _ => {}
             }
@@ -325,11 +325,16 @@ impl AppRuntime {
         let period = rec.period_ns;
         let frame = rec.frame.clone();
         let (linktype, meta) = (rec.linktype, rec.meta);
-        let new_seq = self
-            .timers
-            .arm(due + period, TimerKind::Timeout(class, key));
-        if let Some(r) = self.timeouts.get_mut(&(class, key)) {
-            r.seq = new_seq;
+        let next = due.saturating_add(period);
+        if next > due {
+            let new_seq = self.timers.arm(next, TimerKind::Timeout(class, key));
+            if let Some(r) = self.timeouts.get_mut(&(class, key)) {
+                r.seq = new_seq;
+            }
+        } else {
+            // At the end of representable time: fire once more, never again
+            // (re-arming at the same instant would loop forever).
+            self.timeouts.remove(&(class, key));
         }
         self.stats.timeouts_fired += 1;
         let event = self.plan.program.timeout_classes[class as usize].event;
@@ -345,9 +350,10 @@ impl AppRuntime {
             return;
         }
         let expiry_seq = match self.plan.program.states[to.index()].timeout_s {
-            Some(t) => self
-                .timers
-                .arm(now + (t * 1e9) as u64, TimerKind::StateExpiry(key)),
+            Some(t) => self.timers.arm(
+                now.saturating_add((t * 1e9) as u64),
+                TimerKind::StateExpiry(key),
+            ),
             None => 0,
         };
         self.states.insert(
@@ -595,7 +601,8 @@ impl AppRuntime {
                 };
                 let kref = self.plan.key_ref(key);
                 if let Some(k) = self.build_key(kref, ctx) {
-                    self.blocks.insert(k, pass.ts + (seconds * 1e9) as u64);
+                    self.blocks
+                        .insert(k, pass.ts.saturating_add((seconds * 1e9) as u64));
                     let text = format!("block {} for {seconds} s", self.render_key(kref, ctx));
                     self.emit(pass, next, "block", text, None, sink);
                 }
@@ -631,9 +638,10 @@ impl AppRuntime {
                     self.timeouts.remove(&(class, k));
                 } else {
                     let period_ns = ((seconds * 1e9) as u64).max(1);
-                    let seq = self
-                        .timers
-                        .arm(pass.ts + period_ns, TimerKind::Timeout(class, k));
+                    let seq = self.timers.arm(
+                        pass.ts.saturating_add(period_ns),
+                        TimerKind::Timeout(class, k),
+                    );
                     self.timeouts.insert(
                         (class, k),
                         TimeoutRecord {
