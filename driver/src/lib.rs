@@ -30,6 +30,7 @@ pub mod provider;
 pub mod regs;
 pub mod ring;
 pub mod sim_nic;
+pub mod vfio;
 
 pub use engine::{
     DeviceEngine, DeviceError, DriverConfig, DriverCounters, DriverError, STATUS_DEVICE_ERROR,
