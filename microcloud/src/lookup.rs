@@ -173,7 +173,8 @@ impl Lookup {
                 } else {
                     self.stats.errors += 1;
                 }
-                if matches!(e.kind(), redis::ErrorKind::Server(_)) {
+                if e.code().is_some() {
+                    // Redis answered (WRONGTYPE, ...): the connection is fine.
                     return Err(LookupError::Refused(e));
                 }
                 self.conn = None;
