@@ -25,6 +25,10 @@ pub struct ProbeStats {
     pub parsed: u64,
     /// Frames skipped by the parser, by reason.
     pub skipped: std::collections::BTreeMap<String, u64>,
+    /// Parsed frames with an anomaly (truncated L4, malformed DNS/HTTP/
+    /// Modbus, …), by anomaly: the frame was processed, those fields were
+    /// absent.
+    pub anomalies: std::collections::BTreeMap<String, u64>,
 }
 
 /// Installs applications and runs packets through all of them.
@@ -96,6 +100,9 @@ impl Probe {
         match parse(frame, linktype, meta) {
             Ok(p) => {
                 self.stats.parsed += 1;
+                for name in p.anomalies().names() {
+                    *self.stats.anomalies.entry(name.to_string()).or_default() += 1;
+                }
                 for app in &mut self.apps {
                     app.packet(&p, sink);
                 }

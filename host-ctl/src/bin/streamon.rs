@@ -297,6 +297,9 @@ fn print_summary<W: Write>(probe: &Probe, sink: &WriterSink<W>) {
     for (reason, n) in &s.skipped {
         let _ = writeln!(err, "skipped {reason:<18} {n}");
     }
+    for (anomaly, n) in &s.anomalies {
+        let _ = writeln!(err, "anomaly {anomaly:<18} {n}");
+    }
     for (name, a) in probe.app_stats() {
         let _ = writeln!(err, "app {name}:");
         for (i, n) in a.matched.iter().enumerate() {
