@@ -17,7 +17,7 @@ fn cached_answers_respect_the_staleness_bound() {
     let _: () = c
         .hset("streamon:edge-1:ip:192.0.2.7", "os", "linux")
         .unwrap();
-    let ttl = Duration::from_millis(300);
+    let ttl = Duration::from_millis(1000);
     let mut l = Lookup::new(
         &redis.url(),
         LookupConfig {
@@ -28,6 +28,8 @@ fn cached_answers_respect_the_staleness_bound() {
     .unwrap();
     let key = "streamon:edge-1:ip:192.0.2.7:user";
     assert_eq!(l.get(key).unwrap().as_deref(), Some(&b"alice"[..]));
+    // The cache stored the answer before this instant: its age is at
+    // least t_read.elapsed().
     let t_read = Instant::now();
     assert_eq!(
         l.hget("streamon:edge-1:ip:192.0.2.7", b"os")
@@ -37,19 +39,29 @@ fn cached_answers_respect_the_staleness_bound() {
     );
     assert_eq!(l.get("streamon:nope").unwrap(), None);
     let _: () = c.set(key, "bob").unwrap();
-    // Within the bound: the cached (now stale) answer.
-    let mut last = Vec::new();
-    while t_read.elapsed() < ttl / 2 {
-        last = l.get(key).unwrap().unwrap();
+    // The stale "alice" may be served, but only within the bound; after
+    // it, always "bob".
+    let mut stale_seen = 0;
+    loop {
+        let v = l.get(key).unwrap().unwrap();
+        let age = t_read.elapsed();
+        if v == b"alice" {
+            assert!(age < ttl, "stale answer {age:?} after the fetch");
+            stale_seen += 1;
+        } else {
+            assert_eq!(v, b"bob");
+            if age > ttl {
+                break;
+            }
+        }
+        assert!(age < ttl * 10, "never refreshed");
+        std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(last, b"alice");
+    assert!(stale_seen > 0, "the cache served nothing");
     assert_eq!(l.get("streamon:nope").unwrap(), None);
-    // Past it: the new value, never anything older than the bound.
-    std::thread::sleep(ttl);
-    assert_eq!(l.get(key).unwrap().as_deref(), Some(&b"bob"[..]));
     let s = l.stats();
-    assert_eq!(s.misses, 4);
-    assert!(s.hits >= 2);
+    assert!(s.misses >= 4);
+    assert!(s.hits >= 1);
     assert_eq!((s.timeouts, s.errors), (0, 0));
     // invalidate() forgets at once.
     let _: () = c.set(key, "carol").unwrap();
@@ -62,13 +74,13 @@ fn hung_redis_times_out_and_dead_redis_fails_fast() {
     let mut redis = RedisProc::start();
     let mut c = redis.conn();
     let _: () = c.set("k", "v").unwrap();
-    let timeout = Duration::from_millis(100);
+    let timeout = Duration::from_millis(300);
     let mut l = Lookup::new(
         &redis.url(),
         LookupConfig {
             timeout,
             cache_ttl: Duration::ZERO,
-            reconnect_backoff: Duration::from_millis(200),
+            reconnect_backoff: Duration::from_millis(600),
             ..LookupConfig::default()
         },
     )
@@ -78,13 +90,14 @@ fn hung_redis_times_out_and_dead_redis_fails_fast() {
     redis.pause(true);
     let t = Instant::now();
     assert!(matches!(l.get("k"), Err(LookupError::Timeout)));
-    assert!(t.elapsed() < timeout * 5, "{:?}", t.elapsed());
+    // Bounded by the timeout (connect + round trip), though Redis hangs.
+    assert!(t.elapsed() < timeout * 4, "{:?}", t.elapsed());
     // Within the backoff, misses fail at once.
     let t = Instant::now();
     assert!(matches!(l.get("k"), Err(LookupError::Unavailable(None))));
-    assert!(t.elapsed() < Duration::from_millis(20));
+    assert!(t.elapsed() < timeout / 2, "{:?}", t.elapsed());
     redis.pause(false);
-    std::thread::sleep(Duration::from_millis(250));
+    std::thread::sleep(Duration::from_millis(700));
     assert_eq!(l.get("k").unwrap().as_deref(), Some(&b"v"[..]));
 
     let _: () = c.hset("h", "f", "x").unwrap();

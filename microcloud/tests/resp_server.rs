@@ -198,7 +198,7 @@ fn raw(srv: &RespServer, input: &[u8]) -> (String, bool) {
             Ok(0) => break true,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) if Instant::now() < end && got.is_empty() => {}
+            Err(_) if Instant::now() < end => {}
             Err(_) => break false,
         }
     };

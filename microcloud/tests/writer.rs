@@ -239,7 +239,8 @@ fn hung_redis_does_not_block_the_producer() {
     for i in 0..20_000 {
         w.set(format!("streamon:h:{i}"), "x", Persistence::Persistent);
     }
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    // Redis hangs for the whole loop (io_timeout 200 ms per round trip).
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     let s = w.stats();
     assert!(s.dropped_full > 0, "{s:?}");
     redis.pause(false);
