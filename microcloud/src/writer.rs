@@ -119,39 +119,42 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
-    /// Appends this operation's commands to `pipe`.
-    fn append_to(&self, pipe: &mut redis::Pipeline) {
-        let expire = |pipe: &mut redis::Pipeline, key: &str, p: &Persistence| {
-            if let Persistence::Volatile(ttl) = p {
-                pipe.cmd("PEXPIRE").arg(key).arg(ttl_ms(*ttl));
-            }
-        };
+    /// Appends this operation's commands, RESP-encoded, to `out`; returns
+    /// how many commands that is (each gets one reply).
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        let mut num = itoa_buf();
         match self {
             WriteOp::Set {
                 key,
                 value,
                 persistence,
-            } => {
-                pipe.cmd("SET").arg(key).arg(value);
-                if let Persistence::Volatile(ttl) = persistence {
-                    pipe.arg("PX").arg(ttl_ms(*ttl));
+            } => match persistence {
+                Persistence::Persistent => {
+                    resp_command(out, &[b"SET", key.as_bytes(), value]);
+                    1
                 }
-            }
+                Persistence::Volatile(ttl) => {
+                    let ms = fmt_num(&mut num, ttl_ms(*ttl));
+                    resp_command(out, &[b"SET", key.as_bytes(), value, b"PX", ms]);
+                    1
+                }
+            },
             WriteOp::IncrBy {
                 key,
                 delta,
                 persistence,
             } => {
-                pipe.cmd("INCRBY").arg(key).arg(*delta);
-                expire(pipe, key, persistence);
+                resp_command(out, &[b"INCRBY", key.as_bytes(), fmt_num(&mut num, delta)]);
+                1 + expire(out, key, persistence)
             }
             WriteOp::IncrByFloat {
                 key,
                 delta,
                 persistence,
             } => {
-                pipe.cmd("INCRBYFLOAT").arg(key).arg(*delta);
-                expire(pipe, key, persistence);
+                let d = format!("{delta}");
+                resp_command(out, &[b"INCRBYFLOAT", key.as_bytes(), d.as_bytes()]);
+                1 + expire(out, key, persistence)
             }
             WriteOp::HSet {
                 key,
@@ -159,13 +162,51 @@ impl WriteOp {
                 value,
                 persistence,
             } => {
-                pipe.cmd("HSET").arg(key).arg(field).arg(value);
-                expire(pipe, key, persistence);
+                resp_command(out, &[b"HSET", key.as_bytes(), field, value]);
+                1 + expire(out, key, persistence)
             }
             WriteOp::Publish { channel, message } => {
-                pipe.cmd("PUBLISH").arg(channel).arg(message);
+                resp_command(out, &[b"PUBLISH", channel.as_bytes(), message]);
+                1
             }
         }
+    }
+}
+
+/// `PEXPIRE key ttl` if volatile; returns the number of commands added.
+fn expire(out: &mut Vec<u8>, key: &str, p: &Persistence) -> usize {
+    match p {
+        Persistence::Persistent => 0,
+        Persistence::Volatile(ttl) => {
+            let mut num = itoa_buf();
+            let ms = fmt_num(&mut num, ttl_ms(*ttl));
+            resp_command(out, &[b"PEXPIRE", key.as_bytes(), ms]);
+            1
+        }
+    }
+}
+
+fn itoa_buf() -> Vec<u8> {
+    Vec::with_capacity(24)
+}
+
+fn fmt_num(buf: &mut Vec<u8>, n: impl std::fmt::Display) -> &[u8] {
+    use std::io::Write as _;
+    buf.clear();
+    // Writing to a Vec cannot fail.
+    let _ = write!(buf, "{n}");
+    buf
+}
+
+/// One command as a RESP multibulk request.
+fn resp_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "*{}\r\n", args.len());
+    for a in args {
+        let _ = write!(out, "${}\r\n", a.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -290,6 +331,7 @@ impl Writer {
             config,
             conn: None,
             pending: VecDeque::new(),
+            packed: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("microcloud-writer".into())
@@ -440,6 +482,8 @@ struct Worker {
     conn: Option<redis::Connection>,
     /// The batch being assembled, and the retry buffer while Redis is down.
     pending: VecDeque<WriteOp>,
+    /// The encoded batch, reused between round trips.
+    packed: Vec<u8>,
 }
 
 impl Worker {
@@ -557,14 +601,16 @@ impl Worker {
     /// Sends the first `n` pending operations as one pipeline; removes them
     /// on success.
     fn flush(&mut self, n: usize) -> bool {
+        use redis::ConnectionLike as _;
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        let mut pipe = redis::pipe();
+        self.packed.clear();
+        let mut commands = 0;
         for op in self.pending.iter().take(n) {
-            op.append_to(&mut pipe);
+            commands += op.encode(&mut self.packed);
         }
-        match pipe.ignore_errors().query::<Vec<redis::Value>>(conn) {
+        match conn.req_packed_commands(&self.packed, 0, commands) {
             Ok(replies) => {
                 let errors = replies
                     .iter()
@@ -640,9 +686,9 @@ mod tests {
     use super::*;
 
     fn packed(op: &WriteOp) -> String {
-        let mut p = redis::pipe();
-        op.append_to(&mut p);
-        String::from_utf8(p.get_packed_pipeline()).unwrap()
+        let mut out = Vec::new();
+        op.encode(&mut out);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
