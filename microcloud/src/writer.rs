@@ -31,7 +31,7 @@
 //!
 //! Delivery is at least once: if a connection breaks after Redis applied
 //! part of a pipeline but before the replies arrived, the whole batch is
-//! sent again. `SET`, `HSET` and `PEXPIRE` are idempotent; an `INCRBY` in
+//! sent again. `SET`, `HSET`, `PEXPIRE`, `DEL` are idempotent; an `INCRBY` in
 //! such a batch may be counted twice.
 //!
 //! # Counters ([`WriterStats`])
@@ -116,6 +116,20 @@ pub enum WriteOp {
         /// Message.
         message: Vec<u8>,
     },
+    /// `PEXPIRE key ttl`: deferred deletion (paper §III-B: a user who
+    /// disconnects is only marked for deletion, so flows still in the
+    /// cache can be matched with them).
+    Expire {
+        /// Key name.
+        key: String,
+        /// Time left before Redis deletes the key.
+        ttl: Duration,
+    },
+    /// `DEL key`: immediate deletion of a (persistent) key.
+    Del {
+        /// Key name.
+        key: String,
+    },
 }
 
 impl WriteOp {
@@ -167,6 +181,11 @@ impl WriteOp {
             }
             WriteOp::Publish { channel, message } => {
                 resp_command(out, &[b"PUBLISH", channel.as_bytes(), message]);
+                1
+            }
+            WriteOp::Expire { key, ttl } => expire(out, key, &Persistence::Volatile(*ttl)),
+            WriteOp::Del { key } => {
+                resp_command(out, &[b"DEL", key.as_bytes()]);
                 1
             }
         }
@@ -419,6 +438,19 @@ impl Writer {
             channel: channel.into(),
             message: message.into(),
         })
+    }
+
+    /// `PEXPIRE key ttl` (deferred deletion).
+    pub fn expire(&self, key: impl Into<String>, ttl: Duration) -> bool {
+        self.submit(WriteOp::Expire {
+            key: key.into(),
+            ttl,
+        })
+    }
+
+    /// `DEL key`.
+    pub fn del(&self, key: impl Into<String>) -> bool {
+        self.submit(WriteOp::Del { key: key.into() })
     }
 
     /// A snapshot of the counters.
