@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use streamon_host_ctl::{replay, tracegen};
-use streamon_probe::{sw_engine, Format, Probe, RuntimeOptions, WriterSink};
+use streamon_probe::{sw_engine, EventSink, Format, Probe, RuntimeOptions, WriterSink};
 
 /// A programmable network-monitoring probe (StreaMon re-created): text
 /// applications installed into a running probe; metrics in FPGA or in a
@@ -48,6 +48,10 @@ enum Command {
         /// Seed of the generated trace.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Only write events whose topic starts with one of these (repeat);
+        /// the demo shows alerts and logs, the summary counts the rest.
+        #[arg(long = "topic", default_values = ["alert", "log", "critical"])]
+        topics: Vec<String>,
     },
 }
 
@@ -77,6 +81,10 @@ struct RunArgs {
     /// Also write every counter as JSON to this file.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+    /// Only write events whose topic starts with one of these (repeat; all
+    /// topics when absent). The summary counts every topic either way.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -113,7 +121,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
             write_trace,
             seed,
-        } => demo(&events, format, write_trace, seed),
+            topics,
+        } => demo(&events, format, write_trace, seed, &topics),
     }
 }
 
@@ -226,7 +235,11 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             b.set_message(format!("{frames} packets"));
         }
     };
-    let result = replay::replay_file(&mut probe, &args.pcap, &mut sink, &mut progress);
+    let mut filtered = TopicFilter {
+        inner: &mut sink,
+        topics: &args.topics,
+    };
+    let result = replay::replay_file(&mut probe, &args.pcap, &mut filtered, &mut progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -246,6 +259,7 @@ fn demo(
     format: OutFormat,
     write_trace: Option<PathBuf>,
     seed: u64,
+    topics: &[String],
 ) -> Result<ExitCode> {
     const DDOS: &str = include_str!("../../../apps/ddos.xml");
     let frames = tracegen::syn_flood(seed);
@@ -279,13 +293,31 @@ fn demo(
             &f.data,
             streamon_packet::LinkType::Ethernet,
             meta,
-            &mut sink,
+            &mut TopicFilter {
+                inner: &mut sink,
+                topics,
+            },
         );
     }
     probe.finish();
     sink.flush().context("writing events")?;
     print_summary(&probe, &sink);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Passes on only the events whose topic starts with one of `topics`
+/// (all events when `topics` is empty).
+struct TopicFilter<'a> {
+    inner: &'a mut dyn EventSink,
+    topics: &'a [String],
+}
+
+impl EventSink for TopicFilter<'_> {
+    fn emit(&mut self, ev: &streamon_probe::OutputEvent) {
+        if self.topics.is_empty() || self.topics.iter().any(|t| ev.topic.starts_with(t.as_str())) {
+            self.inner.emit(ev);
+        }
+    }
 }
 
 fn print_summary<W: Write>(probe: &Probe, sink: &WriterSink<W>) {
