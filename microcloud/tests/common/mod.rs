@@ -36,8 +36,16 @@ impl RedisProc {
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        r.spawn();
-        r
+        // Another process may take the free port before redis-server binds
+        // it: then the server exits at once, and we try another port.
+        for _ in 0..5 {
+            if r.spawn() {
+                return r;
+            }
+            r.stop();
+            r.port = free_port();
+        }
+        panic!("redis-server did not start on 5 free ports");
     }
 
     /// `redis://127.0.0.1:<port>/`.
@@ -53,7 +61,8 @@ impl RedisProc {
             .expect("connect to the test redis-server")
     }
 
-    fn spawn(&mut self) {
+    /// Starts the server on `self.port`; false if it exited (port taken).
+    fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -71,7 +80,12 @@ impl RedisProc {
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
             if up.is_ok() {
-                return;
+                return true;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return false;
+                }
             }
             assert!(
                 Instant::now() < end,
@@ -93,7 +107,11 @@ impl RedisProc {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
     }
 
     /// SIGSTOP / SIGCONT: a server that accepts connections but never
