@@ -122,10 +122,7 @@ fn worst_case_plans(log2_bits: u32, log2_buckets: u32, ways: u32) -> Vec<MetricP
                     hashes: 8,
                 },
                 MetricSpec::ExactCounter {
-                    table: TableSpec {
-                        log2_buckets,
-                        ways: 4,
-                    },
+                    table: TableSpec { log2_buckets, ways },
                 },
             ]
         })
