@@ -157,6 +157,8 @@ fn worst_case(c: &mut Criterion) {
         ("original_sizes_2^20_4way", 20, 18, 4),
         ("original_sizes_2^20_2way", 20, 19, 2),
         ("small_2^16_4way", 16, 14, 4),
+        // Everything in cache: the compute cost alone.
+        ("cache_resident_2^12_4way", 12, 6, 4),
     ] {
         group.bench_function(BenchmarkId::new("packets", label), |b| {
             // Built here so a filtered-out size costs nothing.
