@@ -313,7 +313,8 @@ impl<'t> Checker<'t> {
             detector.unwrap_or(Some(None)),
             monitor.unwrap_or(Some(None)),
         ) else {
-            // Keep the id sequence: push a placeholder the program never sees.
+            // Keep the metric ids in sequence with an empty entry: an error was
+            // reported on this path, so no Program is ever returned with it.
             self.metrics.push(Metric {
                 name: String::new(),
                 detector: None,
