@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(verilator yosys g++ make pkg-config libzmq3-dev redis-server redis-tools)
+packages=(verilator yosys g++ make pkg-config libzmq3-dev redis-server redis-tools tcpreplay iproute2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
