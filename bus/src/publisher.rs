@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use streamon_probe::{EventSink, OutputEvent};
 
@@ -67,6 +68,12 @@ pub struct PublisherStats {
     /// Events libzmq refused without blocking (`EAGAIN`, or the socket
     /// failing): dropped, never retried.
     pub send_drops: u64,
+    /// Subscription messages received (one per topic prefix a subscriber
+    /// subscribes to, counted again when it reconnects).
+    pub subscriptions: u64,
+    /// Unsubscription messages received (a subscriber that closes cleanly
+    /// or drops a prefix).
+    pub unsubscriptions: u64,
     /// The authenticator's counters, under CURVE.
     pub auth: Option<AuthStats>,
 }
@@ -79,6 +86,12 @@ static MONITOR_ID: AtomicUsize = AtomicUsize::new(0);
 /// `ZMQ_DONTWAIT`: nothing is queued in this struct, so nothing is ever
 /// re-sent (the original re-published stale entries of a never-cleared
 /// map, streamon-original.md §13 B.4).
+///
+/// The socket is an `XPUB` in verbose mode: it sends exactly as a `PUB`
+/// does, and it also hands up every (un)subscription, which
+/// [`Publisher::wait_subscriptions`] uses so that a replay starts only
+/// once its subscribers are listening (ZeroMQ's "slow joiner": a PUB drops
+/// whatever it sends before a subscription has arrived).
 pub struct Publisher {
     // Field order is drop order: the socket closes before the
     // authenticator stops and the context terminates.
@@ -108,9 +121,12 @@ impl Publisher {
         }
         let ctx = zmq::Context::new();
         let socket = ctx
-            .socket(zmq::PUB)
+            .socket(zmq::XPUB)
             .map_err(|e| BusError::Zmq("pub socket", e))?;
         let z = |what| move |e| BusError::Zmq(what, e);
+        socket
+            .set_xpub_verbose(true)
+            .map_err(z("set xpub verbose"))?;
         socket.set_sndhwm(config.sndhwm).map_err(z("set sndhwm"))?;
         // Dropping the publisher must not wait for slow subscribers.
         socket.set_linger(0).map_err(z("set linger"))?;
@@ -171,6 +187,45 @@ impl Publisher {
     /// Why the last event could not be encoded.
     pub fn last_encode_error(&self) -> Option<&wire::EncodeError> {
         self.last_encode_error.as_ref()
+    }
+
+    /// Reads the (un)subscription messages queued so far, without waiting,
+    /// and counts them; returns how many subscriptions were read. Called
+    /// by [`Publisher::wait_subscriptions`]; a long-running publisher may
+    /// call it now and then (libzmq keeps them in an unbounded list, one
+    /// per subscriber and prefix, so they are few).
+    pub fn poll_subscriptions(&mut self) -> u64 {
+        let mut n = 0;
+        while let Ok(msg) = self.socket.recv_bytes(zmq::DONTWAIT) {
+            match msg.first() {
+                Some(1) => {
+                    self.stats.subscriptions += 1;
+                    n += 1;
+                }
+                Some(0) => self.stats.unsubscriptions += 1,
+                _ => {}
+            }
+        }
+        n
+    }
+
+    /// Waits until `n` subscription messages in all have arrived (a
+    /// subscriber sends one per topic prefix), or `timeout` passes.
+    /// Returns the subscriptions seen so far. Only the wall clock of the
+    /// start-up is involved: nothing the probe decides depends on it.
+    pub fn wait_subscriptions(&mut self, n: u64, timeout: Duration) -> Result<u64, BusError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll_subscriptions();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.stats.subscriptions >= n || left.is_zero() {
+                return Ok(self.stats.subscriptions);
+            }
+            let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+            self.socket
+                .poll(zmq::POLLIN, ms.min(50))
+                .map_err(|e| BusError::Zmq("poll", e))?;
+        }
     }
 
     /// Sends `topic` + `payload` as is, for tests and for relaying (a

@@ -21,7 +21,15 @@ pub struct SubscriberConfig {
     /// CurveZMQ: this client's key pair and the publisher's public key.
     /// Default `None` (plain TCP).
     pub curve: Option<(KeyPair, [u8; 32])>,
+    /// Largest message (both frames) decoded; larger ones are counted in
+    /// [`SubscriberStats::oversized`] and skipped. Default (`None`):
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`].
+    pub max_message_bytes: Option<usize>,
 }
+
+/// Default [`SubscriberConfig::max_message_bytes`]: a `raw` message of a
+/// 64 KiB frame (the largest snap length) plus its topic frame.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 + 64;
 
 /// What a [`Subscriber`] has seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +40,9 @@ pub struct SubscriberStats {
     /// bad JSON or text line); skipped. The last reason is in
     /// [`Subscriber::last_malformed`].
     pub malformed: u64,
+    /// Messages larger than [`SubscriberConfig::max_message_bytes`];
+    /// skipped without decoding.
+    pub oversized: u64,
     /// JSON events missing from a publisher's per-topic `seq` (dropped at
     /// the publisher's high-water mark or ours). A `seq` going backwards is
     /// a restarted publisher, not a loss.
@@ -43,6 +54,7 @@ pub struct Subscriber {
     socket: zmq::Socket,
     _ctx: zmq::Context,
     stats: SubscriberStats,
+    max_message_bytes: usize,
     last_malformed: Option<WireError>,
     /// Next expected `seq` per (probe, topic).
     next_seq: HashMap<(String, String), u64>,
@@ -87,6 +99,9 @@ impl Subscriber {
             socket,
             _ctx: ctx,
             stats: SubscriberStats::default(),
+            max_message_bytes: config
+                .max_message_bytes
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             last_malformed: None,
             next_seq: HashMap::new(),
         })
@@ -134,6 +149,15 @@ impl Subscriber {
                 Err(zmq::Error::EAGAIN) => return Ok(None),
                 Err(e) => return Err(BusError::Zmq("recv", e)),
             };
+            let bytes: usize = frames.iter().map(Vec::len).sum();
+            if bytes > self.max_message_bytes {
+                self.stats.oversized += 1;
+                self.last_malformed = Some(WireError::Oversized {
+                    bytes,
+                    max: self.max_message_bytes,
+                });
+                continue;
+            }
             match wire::decode(&frames) {
                 Ok(d) => {
                     self.stats.received += 1;

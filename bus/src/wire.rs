@@ -110,6 +110,14 @@ pub enum WireError {
         /// Topic in the payload.
         payload: String,
     },
+    /// The message is larger than the receiver accepts.
+    #[error("message of {bytes} bytes exceeds the limit of {max}")]
+    Oversized {
+        /// Size of both frames.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The text line is malformed.
     #[error("bad text line at byte {at}: {what}")]
     Line {

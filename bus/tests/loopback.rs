@@ -141,6 +141,65 @@ fn malformed_messages_are_counted_not_fatal() {
 }
 
 #[test]
+fn oversized_messages_are_counted_and_skipped() {
+    let mut p = publisher(PayloadFormat::Text);
+    let mut s = Subscriber::connect(&SubscriberConfig {
+        endpoints: vec![p.endpoint().into()],
+        max_message_bytes: Some(200),
+        ..Default::default()
+    })
+    .unwrap();
+    join(&mut p, &mut s, "alert");
+    let mut big = event("alert", 1);
+    big.text = "x".repeat(300);
+    p.emit(&big);
+    p.emit(&event("alert", 2));
+    let d = s.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    let Payload::Line(l) = d.payload else {
+        panic!("{d:?}")
+    };
+    assert_eq!(l.description, "event 2");
+    assert_eq!(s.stats().oversized, 1);
+    assert_eq!(s.stats().malformed, 0);
+    assert!(s
+        .last_malformed()
+        .unwrap()
+        .to_string()
+        .contains("exceeds the limit of 200"));
+}
+
+#[test]
+fn waiting_for_subscriptions_loses_nothing() {
+    let mut p = publisher(PayloadFormat::Json);
+    let mut s = subscriber(p.endpoint(), &["alert", "log"]);
+    // Two prefixes: two subscription messages.
+    let seen = p.wait_subscriptions(2, Duration::from_secs(10)).unwrap();
+    assert_eq!(seen, 2);
+    assert_eq!(p.stats().subscriptions, 2);
+    // The very first events arrive: no warm-up needed.
+    p.emit(&event("alert", 0));
+    p.emit(&event("log", 1));
+    p.emit(&event("other", 2));
+    p.emit(&event("alert", 3));
+    let mut got = Vec::new();
+    while let Some(d) = s.recv_timeout(Duration::from_millis(500)).unwrap() {
+        let Payload::Record(r) = d.payload else {
+            panic!("{d:?}")
+        };
+        got.push(r.packet_no);
+    }
+    assert_eq!(got, [0, 1, 3]);
+    assert_eq!(s.stats().lost, 0);
+    // Nobody else is there: waiting for more gives up after the timeout.
+    let t = Instant::now();
+    assert_eq!(
+        p.wait_subscriptions(3, Duration::from_millis(200)).unwrap(),
+        2
+    );
+    assert!(t.elapsed() >= Duration::from_millis(200));
+}
+
+#[test]
 fn hwm_drops_are_counted_and_emit_never_blocks() {
     let mut c = PublisherConfig::new("probe1");
     c.endpoint = "tcp://127.0.0.1:*".into();

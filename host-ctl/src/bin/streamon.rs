@@ -85,6 +85,58 @@ struct RunArgs {
     /// topics when absent). The summary counts every topic either way.
     #[arg(long = "topic")]
     topics: Vec<String>,
+    #[command(flatten)]
+    bus: BusArgs,
+}
+
+/// The ZeroMQ bus options (`docs/operations.md`). They need a `streamon`
+/// built with the `bus` feature; without it they are refused with a
+/// message saying how to build it.
+#[derive(clap::Args)]
+struct BusArgs {
+    /// Publish every event on a ZeroMQ PUB socket bound at this endpoint
+    /// (the original's is `tcp://*:5560`), as `[topic][payload]`.
+    #[arg(long, value_name = "ENDPOINT")]
+    publish: Option<String>,
+    /// Payload of published events; topic `raw` always carries the packet
+    /// bytes.
+    #[arg(long, value_enum, default_value_t = WireFormat::Text)]
+    publish_format: WireFormat,
+    /// Events queued per subscriber before libzmq drops them
+    /// (`ZMQ_SNDHWM`).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    publish_hwm: i32,
+    /// Before the replay, wait until this many subscriptions have reached
+    /// the publisher (a subscriber sends one per topic prefix), so the
+    /// first events are not lost to ZeroMQ's slow joiner.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    wait_subscribers: u64,
+    /// How long `--wait-subscribers` waits at most, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    wait_timeout: f64,
+    /// CurveZMQ: this probe's secret key file (`NAME.key`, with `NAME.pub`
+    /// beside it). With `--publish`, only `--curve-allow` keys may
+    /// subscribe.
+    #[arg(long, value_name = "FILE")]
+    curve_key: Option<PathBuf>,
+    /// CurveZMQ: public key file of a subscriber allowed to receive the
+    /// published events (repeat).
+    #[arg(long = "curve-allow", value_name = "FILE")]
+    curve_allow: Vec<PathBuf>,
+}
+
+impl BusArgs {
+    fn requested(&self) -> bool {
+        self.publish.is_some() || self.curve_key.is_some() || !self.curve_allow.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WireFormat {
+    /// The original D-StreaMon text line.
+    Text,
+    /// A versioned JSON object (with a per-topic sequence number).
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -203,6 +255,14 @@ fn install(
 
 fn run_trace(args: RunArgs) -> Result<ExitCode> {
     let Backend::Sw = args.backend;
+    let mut bus = match bus_side::BusSide::open(&args.bus, &args.probe_id) {
+        Ok(b) => b,
+        Err(bus_side::OpenError::NotBuilt) => {
+            eprintln!("streamon: error: {}", bus_side::NOT_BUILT);
+            return Ok(ExitCode::from(2));
+        }
+        Err(bus_side::OpenError::Failed(e)) => return Err(e),
+    };
     let options = RuntimeOptions {
         allow_exec: args.allow_exec,
         probe_id: args.probe_id.clone(),
@@ -235,18 +295,28 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             b.set_message(format!("{frames} packets"));
         }
     };
+    if let Some(b) = &mut bus {
+        b.before_replay(&args.bus);
+    }
     let mut filtered = TopicFilter {
         inner: &mut sink,
         topics: &args.topics,
     };
-    let result = replay::replay_file(&mut probe, &args.pcap, &mut filtered, &mut progress);
+    let mut tee = Tee {
+        first: &mut filtered,
+        second: bus.as_mut().and_then(|b| b.sink()),
+    };
+    let result = replay::replay_file(&mut probe, &args.pcap, &mut tee, &mut progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     sink.flush().context("writing events")?;
     print_summary(&probe, &sink);
+    if let Some(b) = &bus {
+        b.print_summary(&mut std::io::stderr().lock());
+    }
     if let Some(path) = &args.stats_json {
-        write_stats(&probe, path)?;
+        write_stats(&probe, bus.as_ref(), path)?;
     }
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -303,6 +373,21 @@ fn demo(
     sink.flush().context("writing events")?;
     print_summary(&probe, &sink);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hands every event to two sinks (the event writer and the publisher).
+struct Tee<'a> {
+    first: &'a mut dyn EventSink,
+    second: Option<&'a mut dyn EventSink>,
+}
+
+impl EventSink for Tee<'_> {
+    fn emit(&mut self, ev: &streamon_probe::OutputEvent) {
+        self.first.emit(ev);
+        if let Some(s) = &mut self.second {
+            s.emit(ev);
+        }
+    }
 }
 
 /// Passes on only the events whose topic starts with one of `topics`
@@ -373,13 +458,183 @@ fn print_summary<W: Write>(probe: &Probe, sink: &WriterSink<W>) {
     }
 }
 
-fn write_stats(probe: &Probe, path: &Path) -> Result<()> {
+fn write_stats(probe: &Probe, bus: Option<&bus_side::BusSide>, path: &Path) -> Result<()> {
     let apps: serde_json::Map<String, serde_json::Value> = probe
         .app_stats()
         .into_iter()
         .map(|(n, s)| (n, serde_json::to_value(s).unwrap_or_default()))
         .collect();
-    let v = serde_json::json!({ "probe": probe.stats(), "apps": apps });
+    let mut v = serde_json::json!({ "probe": probe.stats(), "apps": apps });
+    if let Some(b) = bus {
+        v["bus"] = b.stats_json();
+    }
     std::fs::write(path, serde_json::to_vec_pretty(&v)?)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The bus side of `run`, with the `bus` feature: the publisher.
+#[cfg(feature = "bus")]
+mod bus_side {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use streamon_bus::{PayloadFormat, Publisher};
+    use streamon_host_ctl::net::{self, PublishSpec};
+    use streamon_probe::EventSink;
+
+    use super::{BusArgs, WireFormat};
+
+    pub enum OpenError {
+        #[allow(dead_code)] // only without the feature
+        NotBuilt,
+        Failed(anyhow::Error),
+    }
+
+    pub const NOT_BUILT: &str = "";
+
+    pub struct BusSide {
+        publisher: Option<Publisher>,
+    }
+
+    impl BusSide {
+        pub fn open(args: &BusArgs, probe_id: &str) -> Result<Option<BusSide>, OpenError> {
+            if !args.requested() {
+                return Ok(None);
+            }
+            let publisher = match &args.publish {
+                None => None,
+                Some(endpoint) => {
+                    let spec = PublishSpec {
+                        endpoint: endpoint.clone(),
+                        format: match args.publish_format {
+                            WireFormat::Text => PayloadFormat::Text,
+                            WireFormat::Json => PayloadFormat::Json,
+                        },
+                        sndhwm: args.publish_hwm,
+                        probe_id: probe_id.to_string(),
+                        curve_key: args.curve_key.clone(),
+                        curve_allow: args.curve_allow.clone(),
+                    };
+                    let p = net::open_publisher(&spec).map_err(|e| {
+                        OpenError::Failed(
+                            anyhow::Error::new(e).context(format!("publishing on {endpoint}")),
+                        )
+                    })?;
+                    eprintln!("publishing on {}", p.endpoint());
+                    Some(p)
+                }
+            };
+            Ok(Some(BusSide { publisher }))
+        }
+
+        /// `--wait-subscribers`: the replay starts once they listen.
+        pub fn before_replay(&mut self, args: &BusArgs) {
+            let Some(p) = &mut self.publisher else { return };
+            if args.wait_subscribers == 0 {
+                return;
+            }
+            let timeout = Duration::from_secs_f64(args.wait_timeout.max(0.0));
+            match p.wait_subscriptions(args.wait_subscribers, timeout) {
+                Ok(n) if n >= args.wait_subscribers => {}
+                Ok(n) => eprintln!(
+                    "streamon: warning: {n} of {} subscriptions after {:.1} s; replaying anyway",
+                    args.wait_subscribers, args.wait_timeout
+                ),
+                Err(e) => eprintln!("streamon: warning: waiting for subscribers: {e}"),
+            }
+        }
+
+        pub fn sink(&mut self) -> Option<&mut dyn EventSink> {
+            self.publisher.as_mut().map(|p| p as &mut dyn EventSink)
+        }
+
+        pub fn print_summary(&self, err: &mut dyn Write) {
+            if let Some(p) = &self.publisher {
+                let s = p.stats();
+                let _ = writeln!(err, "published on {}:", p.endpoint());
+                let _ = writeln!(err, "  sent             {}", s.sent);
+                let _ = writeln!(err, "  dropped (hwm)    {}", s.send_drops);
+                let _ = writeln!(err, "  encode errors    {}", s.encode_errors);
+                let _ = writeln!(err, "  subscriptions    {}", s.subscriptions);
+                if let Some(a) = &s.auth {
+                    let _ = writeln!(err, "  curve accepted   {}", a.accepted);
+                    let _ = writeln!(err, "  curve refused    {}", a.refused);
+                    let _ = writeln!(err, "  handshake fails  {}", a.handshake_failures);
+                }
+                if let Some(e) = p.last_encode_error() {
+                    let _ = writeln!(err, "  last encode error: {e}");
+                }
+            }
+        }
+
+        pub fn stats_json(&self) -> serde_json::Value {
+            let mut v = serde_json::json!({});
+            if let Some(p) = &self.publisher {
+                let s = p.stats();
+                v["publisher"] = serde_json::json!({
+                    "endpoint": p.endpoint(),
+                    "sent": s.sent,
+                    "send_drops": s.send_drops,
+                    "encode_errors": s.encode_errors,
+                    "subscriptions": s.subscriptions,
+                    "unsubscriptions": s.unsubscriptions,
+                    "curve_accepted": s.auth.as_ref().map(|a| a.accepted),
+                    "curve_refused": s.auth.as_ref().map(|a| a.refused),
+                    "handshake_failures": s.auth.as_ref().map(|a| a.handshake_failures),
+                });
+            }
+            v
+        }
+    }
+}
+
+/// The bus side of `run` without the `bus` feature: every bus option is
+/// refused with [`bus_side::NOT_BUILT`].
+#[cfg(not(feature = "bus"))]
+mod bus_side {
+    use std::io::Write;
+
+    use streamon_probe::EventSink;
+
+    use super::BusArgs;
+
+    pub enum OpenError {
+        NotBuilt,
+        #[allow(dead_code)] // only with the feature
+        Failed(anyhow::Error),
+    }
+
+    pub const NOT_BUILT: &str = "this streamon was built without ZeroMQ support, which --publish, \
+        --subscribe and the CURVE options need; rebuild with the `bus` feature: \
+        `cargo build --release -p streamon-host-ctl --features bus` \
+        (it links the system's libzmq: Debian package libzmq3-dev)";
+
+    /// Never built: no value exists without the feature.
+    pub enum BusSide {}
+
+    impl BusSide {
+        pub fn open(args: &BusArgs, _probe_id: &str) -> Result<Option<BusSide>, OpenError> {
+            if args.requested() {
+                Err(OpenError::NotBuilt)
+            } else {
+                Ok(None)
+            }
+        }
+
+        pub fn before_replay(&mut self, _args: &BusArgs) {
+            match *self {}
+        }
+
+        pub fn sink(&mut self) -> Option<&mut dyn EventSink> {
+            match *self {}
+        }
+
+        pub fn print_summary(&self, _err: &mut dyn Write) {
+            match *self {}
+        }
+
+        pub fn stats_json(&self) -> serde_json::Value {
+            match *self {}
+        }
+    }
 }
