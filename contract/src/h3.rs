@@ -129,7 +129,7 @@ pub struct Positions {
 impl Positions {
     /// Splits a hash into its position stream.
     #[inline]
-    pub fn new(h: u64) -> Positions {
+    pub const fn new(h: u64) -> Positions {
         Positions {
             lo: h as u32,
             hi: (h >> 32) as u32,

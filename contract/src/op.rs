@@ -40,6 +40,7 @@ pub enum OpKind {
 
 impl OpKind {
     /// Decodes a raw kind byte.
+    #[inline]
     pub fn from_u8(raw: u8) -> Option<OpKind> {
         Some(match raw {
             1 => OpKind::VdGet,
@@ -56,6 +57,7 @@ impl OpKind {
 
     /// True for the kinds that read a variation detector (and so can open a
     /// gate for the next op).
+    #[inline]
     pub fn is_vd_get(self) -> bool {
         matches!(self, OpKind::VdGet | OpKind::VdGetSet)
     }
@@ -115,6 +117,7 @@ const _: () = assert!(std::mem::offset_of!(Op, ts_ns) == 16);
 const _: () = assert!(std::mem::offset_of!(Op, key) == 24);
 
 impl Default for Op {
+    #[inline]
     fn default() -> Self {
         Op {
             metric: 0,
@@ -159,6 +162,7 @@ impl std::fmt::Debug for HexBytes<'_> {
 impl Op {
     /// Builds an op. A key longer than [`KEY_MAX`] is an error here rather
     /// than a truncation: keys are folded by the probe, deliberately.
+    #[inline]
     pub fn new(
         metric: MetricId,
         kind: OpKind,
@@ -182,6 +186,7 @@ impl Op {
     }
 
     /// Returns the op with [`OP_FLAG_IF_NEW`] set.
+    #[inline]
     pub fn if_new(mut self) -> Op {
         self.flags |= OP_FLAG_IF_NEW;
         self
@@ -189,6 +194,7 @@ impl Op {
 
     /// The meaningful key bytes (clamped, so a corrupt `key_len` cannot
     /// index out of bounds; engines report it as [`Status::KeyTooLong`]).
+    #[inline]
     pub fn key_bytes(&self) -> &[u8] {
         &self.key[..(self.key_len as usize).min(KEY_MAX)]
     }
@@ -298,6 +304,7 @@ const _: () = assert!(std::mem::size_of::<OpResult>() == 16);
 
 impl OpResult {
     /// A successful result.
+    #[inline]
     pub fn ok(metric: MetricId, value: u64, flags: u8) -> OpResult {
         OpResult {
             value,
@@ -309,6 +316,7 @@ impl OpResult {
     }
 
     /// A failed result (value 0, no flags).
+    #[inline]
     pub fn error(metric: MetricId, status: Status) -> OpResult {
         OpResult {
             value: 0,

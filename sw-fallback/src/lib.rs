@@ -20,7 +20,7 @@ mod table;
 mod vd;
 
 use streamon_contract::dump::HEADER_WORDS;
-use streamon_contract::h3::{h3, Positions};
+use streamon_contract::h3::{Positions, H3_BYTE_TABLE, H3_LEN_ROWS};
 use streamon_contract::op::OP_FLAG_IF_NEW;
 use streamon_contract::{
     MetricEngine, MetricId, MetricKind, MetricPlan, Op, OpKind, OpResult, ResultFlags, Status,
@@ -33,6 +33,30 @@ use vd::VariationDetector;
 
 /// Ops hashed and prefetched together.
 pub const BATCH: usize = 16;
+
+/// One op's key, packed, and its hash's position stream.
+#[derive(Clone, Copy)]
+struct Hashed {
+    key: PackedKey,
+    pos: Positions,
+}
+
+const UNHASHED: Hashed = Hashed {
+    key: PackedKey::NONE,
+    pos: Positions::new(0),
+};
+
+/// H3 of a packed key: the contract's table form (`h3::h3`), reading the
+/// bytes out of the packed words instead of the op.
+#[inline]
+fn h3_packed(key: &PackedKey) -> u64 {
+    let len = key.len();
+    let mut h = H3_LEN_ROWS[len];
+    for (i, row) in H3_BYTE_TABLE.iter().enumerate().take(len) {
+        h ^= row[key.byte(i) as usize];
+    }
+    h
+}
 
 enum Metric {
     Vd(VariationDetector),
@@ -134,7 +158,8 @@ impl SwEngine {
         }
     }
 
-    fn apply_checked(&mut self, op: &Op, kind: OpKind, pos: &Positions) -> OpResult {
+    fn apply_checked(&mut self, op: &Op, kind: OpKind, hashed: &Hashed) -> OpResult {
+        let pos = &hashed.pos;
         let id = op.metric;
         let mut flags = 0u8;
         // A closed gate turns Add into nothing and AddGet into Get.
@@ -212,12 +237,12 @@ impl SwEngine {
                 }
             },
             Metric::Table(t) => {
-                let key = PackedKey::new(op.key_bytes());
+                let key = &hashed.key;
                 match kind {
-                    OpKind::Add | OpKind::AddGet => t.add(pos, &key, op.value, ts, &mut flags),
-                    OpKind::Get => t.get(pos, &key, ts),
+                    OpKind::Add | OpKind::AddGet => t.add(pos, key, op.value, ts, &mut flags),
+                    OpKind::Get => t.get(pos, key, ts),
                     OpKind::ResetKey => {
-                        t.reset(pos, &key);
+                        t.reset(pos, key);
                         0
                     }
                     _ => {
@@ -231,23 +256,39 @@ impl SwEngine {
     }
 
     /// Hashes a chunk and prefetches every line its ops will touch.
-    fn hash_and_prefetch(&self, ops: &[Op], positions: &mut [Positions; BATCH]) {
-        for (op, pos) in ops.iter().zip(positions.iter_mut()) {
-            *pos = Positions::new(h3(op.key_bytes()));
-            self.prefetch(op, pos);
+    ///
+    /// Every metric hashes with the one H3 matrix of the contract, so equal
+    /// keys have equal positions in every metric: a packet's ops mostly
+    /// repeat one or two keys across metrics, and the last two distinct
+    /// keys' hashes are reused.
+    fn hash_and_prefetch(&self, ops: &[Op], hashed: &mut [Hashed; BATCH]) {
+        let mut memo = [(PackedKey::NONE, 0u64); 2];
+        for (op, out) in ops.iter().zip(hashed.iter_mut()) {
+            let key = PackedKey::from_op(op);
+            let h = if key == memo[0].0 {
+                memo[0].1
+            } else if key == memo[1].0 {
+                memo.swap(0, 1);
+                memo[0].1
+            } else {
+                let h = h3_packed(&key);
+                memo[1] = memo[0];
+                memo[0] = (key, h);
+                h
+            };
+            *out = Hashed {
+                key,
+                pos: Positions::new(h),
+            };
+            self.prefetch(op, &out.pos);
         }
     }
 
-    fn apply_hashed(
-        &mut self,
-        ops: &[Op],
-        positions: &[Positions; BATCH],
-        results: &mut [OpResult],
-    ) {
-        for ((op, pos), out) in ops.iter().zip(positions).zip(results.iter_mut()) {
+    fn apply_hashed(&mut self, ops: &[Op], hashed: &[Hashed; BATCH], results: &mut [OpResult]) {
+        for ((op, h), out) in ops.iter().zip(hashed).zip(results.iter_mut()) {
             *out = match self.validate(op) {
                 Ok(kind) => {
-                    let r = self.apply_checked(op, kind, pos);
+                    let r = self.apply_checked(op, kind, h);
                     self.gate = kind.is_vd_get().then_some(r.value == 0);
                     r
                 }
@@ -267,8 +308,8 @@ impl MetricEngine for SwEngine {
         // the current chunk is applied, so its misses overlap this work.
         // Addresses depend only on the keys, never on state, so this is
         // safe to do ahead of time.
-        let mut current = [Positions::new(0); BATCH];
-        let mut next = [Positions::new(0); BATCH];
+        let mut current = [UNHASHED; BATCH];
+        let mut next = [UNHASHED; BATCH];
         let mut chunks = ops.chunks(BATCH).zip(results.chunks_mut(BATCH)).peekable();
         if let Some((first, _)) = chunks.peek() {
             self.hash_and_prefetch(first, &mut current);
@@ -310,5 +351,63 @@ impl MetricEngine for SwEngine {
 
     fn plans(&self) -> &[MetricPlan] {
         &self.plans
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamon_contract::h3::h3;
+    use streamon_contract::plan::TableSpec;
+    use streamon_contract::MetricSpec;
+
+    #[test]
+    fn packed_hash_is_the_contract_hash() {
+        let mut seed = 1u64;
+        for len in 0..=KEY_MAX {
+            for _ in 0..50 {
+                let key: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        (seed >> 56) as u8
+                    })
+                    .collect();
+                let op = Op::new(0, OpKind::Add, &key, 0, 0).unwrap();
+                assert_eq!(h3_packed(&PackedKey::from_op(&op)), h3(&key), "len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_beyond_key_len_are_ignored() {
+        let plans: Vec<MetricPlan> = [
+            MetricSpec::VariationDetector {
+                log2_bits: 12,
+                hashes: 8,
+            },
+            MetricSpec::ExactCounter {
+                table: TableSpec {
+                    log2_buckets: 4,
+                    ways: 2,
+                },
+            },
+        ]
+        .into_iter()
+        .map(|s| MetricPlan::install(s).unwrap())
+        .collect();
+        let mut clean = SwEngine::new(&plans);
+        let mut dirty = SwEngine::new(&plans);
+        for i in 0..200u32 {
+            let key = i.to_le_bytes();
+            let len = 1 + i as usize % 4;
+            for (metric, kind) in [(0, OpKind::VdGetSet), (1, OpKind::AddGet)] {
+                let op = Op::new(metric, kind, &key[..len], 1, 0).unwrap();
+                let mut garbage = op;
+                garbage.key[len..].fill(0xA5);
+                assert_eq!(clean.apply_one(&op), dirty.apply_one(&garbage));
+            }
+        }
+        assert_eq!(clean.dump(0), dirty.dump(0));
+        assert_eq!(clean.dump(1), dirty.dump(1));
     }
 }

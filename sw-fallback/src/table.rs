@@ -13,7 +13,7 @@
 
 use streamon_contract::fixed::{age, count_from_value, decay, later_tick, tick};
 use streamon_contract::h3::Positions;
-use streamon_contract::{MetricKind, MetricPlan, ResultFlags, KEY_MAX};
+use streamon_contract::{MetricKind, MetricPlan, Op, ResultFlags, KEY_MAX};
 
 use crate::memory::HugeArray;
 
@@ -39,26 +39,49 @@ pub(crate) struct ExactTable {
 }
 
 /// A key packed the way slots store it.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PackedKey {
     words: [u64; 5],
     meta: u64,
 }
 
 impl PackedKey {
+    /// A value no op's key packs to (`meta` has the occupied bit clear).
+    pub(crate) const NONE: PackedKey = PackedKey {
+        words: [0; 5],
+        meta: 0,
+    };
+
+    /// Packs an op's key straight from its 40 key bytes: five word loads,
+    /// bytes at and beyond `key_len` masked to zero (the contract ignores
+    /// them). A `key_len` over the maximum packs as the maximum; such ops
+    /// are rejected before their key is used.
     #[inline]
-    pub(crate) fn new(key: &[u8]) -> PackedKey {
-        debug_assert!(key.len() <= KEY_MAX);
-        let mut bytes = [0u8; KEY_MAX];
-        bytes[..key.len()].copy_from_slice(key);
+    pub(crate) fn from_op(op: &Op) -> PackedKey {
+        let len = (op.key_len as usize).min(KEY_MAX);
         let mut words = [0u64; 5];
-        for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-            *w = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        for (j, w) in words.iter_mut().enumerate() {
+            let raw = u64::from_le_bytes(op.key[8 * j..8 * j + 8].try_into().expect("8 bytes"));
+            let n = len.saturating_sub(8 * j).min(8) as u32;
+            let keep = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
+            *w = raw & keep;
         }
         PackedKey {
             words,
-            meta: 1 | (key.len() as u64) << 8,
+            meta: 1 | (len as u64) << 8,
         }
+    }
+
+    /// The key's length in bytes.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        (self.meta >> 8) as usize
+    }
+
+    /// Byte `i` of the key.
+    #[inline]
+    pub(crate) fn byte(&self, i: usize) -> u8 {
+        (self.words[i / 8] >> (8 * (i % 8))) as u8
     }
 }
 
@@ -92,17 +115,20 @@ impl ExactTable {
 
     #[inline]
     fn find(&self, start: usize, key: &PackedKey) -> Option<usize> {
-        (start..start + self.ways).find(|&i| {
-            let s = &self.slots[i];
-            // Word compares without a memcmp call; `|` keeps it branch-free.
-            s[W_META] == key.meta
-                && ((s[0] ^ key.words[0])
-                    | (s[1] ^ key.words[1])
-                    | (s[2] ^ key.words[2])
-                    | (s[3] ^ key.words[3])
-                    | (s[4] ^ key.words[4]))
-                    == 0
-        })
+        let bucket = &self.slots[start..start + self.ways];
+        bucket
+            .iter()
+            .position(|s| {
+                // Word compares without a memcmp call; `|` keeps it branch-free.
+                s[W_META] == key.meta
+                    && ((s[0] ^ key.words[0])
+                        | (s[1] ^ key.words[1])
+                        | (s[2] ^ key.words[2])
+                        | (s[3] ^ key.words[3])
+                        | (s[4] ^ key.words[4]))
+                        == 0
+            })
+            .map(|i| start + i)
     }
 
     /// Finds the key's slot or makes one: the first free way, else the way
@@ -111,13 +137,14 @@ impl ExactTable {
         if let Some(i) = self.find(start, key) {
             return i;
         }
-        let slot = match (start..start + self.ways).find(|&i| self.slots[i][W_META] & 1 == 0) {
+        let bucket = &mut self.slots[start..start + self.ways];
+        let way = match bucket.iter().position(|s| s[W_META] & 1 == 0) {
             Some(free) => free,
             None => {
-                let mut victim = start;
+                let mut victim = 0;
                 let mut oldest = 0;
-                for i in start..start + self.ways {
-                    let a = age(now, self.slots[i][W_TIME] as u32);
+                for (i, s) in bucket.iter().enumerate() {
+                    let a = age(now, s[W_TIME] as u32);
                     if a > oldest {
                         oldest = a;
                         victim = i;
@@ -129,13 +156,19 @@ impl ExactTable {
             }
         };
         *flags |= ResultFlags::INSERTED;
-        let s = &mut self.slots[slot];
-        s[..5].copy_from_slice(&key.words);
-        s[W_META] = key.meta;
-        s[W_VALUE] = 0;
         // A new sliding-window slot starts its window now (aux = start).
-        s[W_TIME] = now as u64 | (now as u64) << 32;
-        slot
+        let w = &key.words;
+        bucket[way] = [
+            w[0],
+            w[1],
+            w[2],
+            w[3],
+            w[4],
+            key.meta,
+            0,
+            now as u64 | (now as u64) << 32,
+        ];
+        start + way
     }
 
     pub(crate) fn add(

@@ -58,61 +58,62 @@ impl VariationDetector {
         self.blocks[pos.bloom_block(self.log2_bits)].as_ptr()
     }
 
-    /// The key's k bits as a mask over one 8-word block.
-    #[inline]
-    fn mask(&self, pos: &Positions) -> [u64; BLOCK_WORDS] {
-        let mut mask = [0u64; BLOCK_WORDS];
-        for i in 0..self.hashes {
-            let bit = pos.bloom_bit(i);
-            mask[(bit / 64) as usize] |= 1 << (bit % 64);
+    /// Walks the key's k bits in its block pair: `(seen, newly set in
+    /// filter 0, newly set in filter 1)`, setting them when `SET`.
+    ///
+    /// Bit by bit rather than as a 512-bit mask: k is small, and counting
+    /// newly set bits needs no popcount (which the x86_64 baseline lacks, so
+    /// `count_ones` over eight mask words costs more than the k probes).
+    /// The k bits are distinct (see `Positions::bloom_bit`), so each probe
+    /// still sees its bit as it was before this op.
+    #[inline(always)]
+    fn walk<const SET: bool>(&mut self, pos: &Positions) -> (u64, u32, u32) {
+        let det = 1 - self.learning;
+        let block = &mut self.blocks[pos.bloom_block(self.log2_bits)];
+        let mut g = pos.g(0);
+        let stride = pos.g(1).wrapping_sub(g);
+        let (mut missing, mut new0, mut new1) = (0u64, 0u32, 0u32);
+        for _ in 0..self.hashes {
+            let b = g & 511;
+            g = g.wrapping_add(stride);
+            let w = (b / 64) as usize;
+            let m = 1u64 << (b % 64);
+            let (a, c) = (block[w], block[BLOCK_WORDS + w]);
+            missing |= m & !(if det == 0 { a } else { c });
+            if SET {
+                new0 += (a & m == 0) as u32;
+                new1 += (c & m == 0) as u32;
+                block[w] = a | m;
+                block[BLOCK_WORDS + w] = c | m;
+            }
         }
-        mask
+        ((missing == 0) as u64, new0, new1)
     }
 
     /// 1 if every bit of the key is set in the detecting filter, else 0.
     #[inline]
-    pub(crate) fn get(&self, pos: &Positions) -> u64 {
-        self.get_masked(pos, &self.mask(pos))
-    }
-
-    #[inline]
-    fn get_masked(&self, pos: &Positions, mask: &[u64; BLOCK_WORDS]) -> u64 {
-        let block = &self.blocks[pos.bloom_block(self.log2_bits)];
-        let det = (1 - self.learning) * BLOCK_WORDS;
-        let mut missing = 0u64;
-        for w in 0..BLOCK_WORDS {
-            missing |= mask[w] & !block[det + w];
-        }
-        (missing == 0) as u64
+    pub(crate) fn get(&mut self, pos: &Positions) -> u64 {
+        self.walk::<false>(pos).0
     }
 
     /// Inserts the key into both filters; returns true if the filters swapped.
     #[inline]
     pub(crate) fn set(&mut self, pos: &Positions) -> bool {
-        let mask = self.mask(pos);
-        self.set_masked(pos, &mask)
+        let (_, new0, new1) = self.walk::<true>(pos);
+        self.count_new(new0, new1)
     }
 
-    /// `get` then `set` with one mask: `(seen, swapped)`.
+    /// `get` then `set` in one walk: `(seen, swapped)`.
     #[inline]
     pub(crate) fn get_set(&mut self, pos: &Positions) -> (u64, bool) {
-        let mask = self.mask(pos);
-        let seen = self.get_masked(pos, &mask);
-        (seen, self.set_masked(pos, &mask))
+        let (seen, new0, new1) = self.walk::<true>(pos);
+        (seen, self.count_new(new0, new1))
     }
 
     #[inline]
-    fn set_masked(&mut self, pos: &Positions, mask: &[u64; BLOCK_WORDS]) -> bool {
-        let block = &mut self.blocks[pos.bloom_block(self.log2_bits)];
-        for f in 0..2 {
-            let mut newly = 0u32;
-            for w in 0..BLOCK_WORDS {
-                let word = &mut block[f * BLOCK_WORDS + w];
-                newly += (mask[w] & !*word).count_ones();
-                *word |= mask[w];
-            }
-            self.zeros[f] -= newly;
-        }
+    fn count_new(&mut self, new0: u32, new1: u32) -> bool {
+        self.zeros[0] -= new0;
+        self.zeros[1] -= new1;
         if self.zeros[self.learning] < self.threshold {
             self.swap();
             true
@@ -124,6 +125,8 @@ impl VariationDetector {
     /// The learning filter becomes the detecting one; the old detecting
     /// filter is cleared and learns; the threshold adapts to how full the old
     /// detecting filter was (`dd` zeros): `t ← t · √(m / 2dd)`.
+    #[cold]
+    #[inline(never)]
     fn swap(&mut self) {
         let old_det = 1 - self.learning;
         let dd = self.zeros[old_det];
