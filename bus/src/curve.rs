@@ -172,9 +172,12 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Binds the ZAP handler in `ctx`, authorising `clients`' public keys,
-    /// connects to the publisher socket's monitor at `monitor` (already
-    /// set up with `Socket::monitor`), and starts the thread.
-    pub(crate) fn start(
+    /// connects to the CURVE server socket's monitor at `monitor` (already
+    /// set up with `Socket::monitor`), and starts the thread. The server
+    /// socket (a publisher, the controller's ROUTER) must set its ZAP
+    /// domain and bind only after this returns. An accepted client's
+    /// messages carry its public key, Z85, as their `User-Id` property.
+    pub fn start(
         ctx: &zmq::Context,
         clients: Vec<[u8; 32]>,
         monitor: &str,
@@ -286,7 +289,11 @@ fn answer(req: &[Vec<u8>], clients: &[[u8; 32]], s: &Shared) -> Vec<Vec<u8>> {
         frame(1),
         code.to_vec(),
         text.to_vec(),
-        if code == b"200" { frame(6) } else { Vec::new() },
+        // User-Id: the key in Z85, so receivers read it as text.
+        match <[u8; 32]>::try_from(frame(6).as_slice()) {
+            Ok(key) if code == b"200" => z85(&key).into_bytes(),
+            _ => Vec::new(),
+        },
         Vec::new(),
     ]
 }

@@ -32,8 +32,15 @@ pub struct ProbeStats {
 }
 
 /// Installs applications and runs packets through all of them.
+///
+/// Applications can be added, removed, replaced (hot swap) and paused
+/// while the probe runs; each one owns its metric engine, states and
+/// timers, so none of that touches the state of the others.
 pub struct Probe {
     apps: Vec<AppRuntime>,
+    /// `running[i]`: whether `apps[i]` is fed packets (a stopped
+    /// application keeps its state and resumes where it was).
+    running: Vec<bool>,
     stats: ProbeStats,
 }
 
@@ -53,6 +60,7 @@ impl Probe {
     pub fn new() -> Probe {
         Probe {
             apps: Vec::new(),
+            running: Vec::new(),
             stats: ProbeStats::default(),
         }
     }
@@ -66,21 +74,82 @@ impl Probe {
         engine: &EngineFactory,
         options: RuntimeOptions,
     ) -> Result<Vec<String>, InstallFailure> {
+        let (app, warnings) = Self::build(name, source, file_name, engine, options)?;
+        self.apps.push(app);
+        self.running.push(true);
+        Ok(warnings)
+    }
+
+    /// Checks and plans a program into a fresh runtime.
+    fn build(
+        name: &str,
+        source: &str,
+        file_name: &str,
+        engine: &EngineFactory,
+        options: RuntimeOptions,
+    ) -> Result<(AppRuntime, Vec<String>), InstallFailure> {
         let (program, warnings) =
             streamon_lang::parse_and_check(source, file_name).map_err(InstallFailure::Check)?;
         let plan = AppPlan::install(name, program)?;
         let mut out: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
         out.extend(plan.warnings.iter().cloned());
         let engine = engine(&plan.metric_plans);
-        self.apps.push(AppRuntime::new(plan, engine, options));
-        Ok(out)
+        Ok((AppRuntime::new(plan, engine, options), out))
+    }
+
+    /// Hot swap: replaces the application `name` by a new program, in
+    /// place (same position, so the same order among the others). The new
+    /// program starts from fresh state; the other applications are not
+    /// touched. When the new program fails to install, the old one keeps
+    /// running unchanged. Returns `Ok(None)` when no application is named
+    /// `name`.
+    pub fn replace(
+        &mut self,
+        name: &str,
+        source: &str,
+        file_name: &str,
+        engine: &EngineFactory,
+        options: RuntimeOptions,
+    ) -> Result<Option<Vec<String>>, InstallFailure> {
+        let Some(i) = self.position(name) else {
+            return Ok(None);
+        };
+        let (app, warnings) = Self::build(name, source, file_name, engine, options)?;
+        self.apps[i] = app;
+        Ok(Some(warnings))
     }
 
     /// Removes an application; the others keep their state.
     pub fn uninstall(&mut self, name: &str) -> bool {
-        let before = self.apps.len();
-        self.apps.retain(|a| a.name() != name);
-        before != self.apps.len()
+        let Some(i) = self.position(name) else {
+            return false;
+        };
+        self.apps.remove(i);
+        self.running.remove(i);
+        true
+    }
+
+    /// Starts (`true`) or stops (`false`) feeding packets to `name`. A
+    /// stopped application keeps its metrics, states and timers; its
+    /// timers fire again from the first packet after it is started.
+    /// Returns `false` when no application is named `name`.
+    pub fn set_running(&mut self, name: &str, running: bool) -> bool {
+        match self.position(name) {
+            Some(i) => {
+                self.running[i] = running;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `name` is installed and running (`None`: not installed).
+    pub fn is_running(&self, name: &str) -> Option<bool> {
+        self.position(name).map(|i| self.running[i])
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.name() == name)
     }
 
     /// The installed applications.
@@ -103,7 +172,7 @@ impl Probe {
                 for name in p.anomalies().names() {
                     *self.stats.anomalies.entry(name.to_string()).or_default() += 1;
                 }
-                for app in &mut self.apps {
+                for (app, _) in self.apps.iter_mut().zip(&self.running).filter(|(_, r)| **r) {
                     app.packet(&p, sink);
                 }
             }

@@ -205,3 +205,79 @@ fn a_program_that_fails_check_is_refused_with_positions() {
     assert!(text.starts_with("bad.xml:1:"), "{text}");
     assert!(text.contains("nosuchfield"), "{text}");
 }
+
+#[test]
+fn hot_swap_stop_and_start_keep_the_other_applications_state() {
+    let mut probe = Probe::new();
+    install(&mut probe, "one", PORTS);
+    install(&mut probe, "two", PORTS);
+    install(&mut probe, "three", PORTS);
+    let mut sink = VecSink::default();
+    let s = [192, 0, 2, 9];
+    let a = [10, 0, 0, 1];
+    feed(
+        &mut probe,
+        &mut sink,
+        &[(T0, syn(a, s, 22)), (T0 + 1, syn(a, s, 23))],
+    );
+    // Swap "two" for a program that logs with another prefix; stop "three".
+    let swapped = PORTS.replace(r#""%ip_src %ports""#, r#""new %ip_src %ports""#);
+    let warnings = probe
+        .replace(
+            "two",
+            &swapped,
+            "two.xml",
+            &sw_engine,
+            RuntimeOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(warnings, Some(vec![]));
+    assert!(probe.set_running("three", false));
+    assert_eq!(probe.is_running("three"), Some(false));
+    // A swap that fails to check leaves the old program running.
+    assert!(probe
+        .replace(
+            "one",
+            "<streamon>",
+            "bad.xml",
+            &sw_engine,
+            RuntimeOptions::default()
+        )
+        .is_err());
+    // Swapping or pausing an unknown application says so.
+    assert!(probe
+        .replace(
+            "nope",
+            PORTS,
+            "nope.xml",
+            &sw_engine,
+            RuntimeOptions::default()
+        )
+        .unwrap()
+        .is_none());
+    assert!(!probe.set_running("nope", true));
+    sink.0.clear();
+    feed(&mut probe, &mut sink, &[(T0 + 2, syn(a, s, 24))]);
+    assert!(probe.set_running("three", true));
+    feed(&mut probe, &mut sink, &[(T0 + 3, syn(a, s, 25))]);
+    let per_app: Vec<(&str, &str)> = sink
+        .0
+        .iter()
+        .map(|e| (e.app.as_str(), e.text.as_str()))
+        .collect();
+    assert_eq!(
+        per_app,
+        [
+            // "one" kept its state through the failed swap: 3rd port.
+            ("one", "10.0.0.1 3.000000"),
+            // "two" restarted from fresh state with the new program.
+            ("two", "new 10.0.0.1 1.000000"),
+            // "three" was stopped for port 24: it saw 22, 23, then 25.
+            ("one", "10.0.0.1 4.000000"),
+            ("two", "new 10.0.0.1 2.000000"),
+            ("three", "10.0.0.1 3.000000"),
+        ]
+    );
+    let names: Vec<&str> = probe.apps().iter().map(|a| a.name()).collect();
+    assert_eq!(names, ["one", "two", "three"], "a swap keeps the order");
+}
