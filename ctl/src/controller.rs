@@ -219,7 +219,7 @@ pub struct ControllerCounters {
     pub commands_refused: u64,
     /// Events received and stored (or queued for the store).
     pub events_received: u64,
-    /// Malformed event messages (sum over subscribers).
+    /// Malformed or oversized event messages (sum over subscribers).
     pub events_malformed: u64,
     /// Events missing from publishers' sequences (dropped at a publisher's
     /// or our high-water mark).
@@ -782,6 +782,7 @@ impl Loop {
             topics: Vec::new(),
             rcvhwm: Some(self.config.events_rcvhwm),
             curve: Some((self.config.keys.clone(), server)),
+            max_message_bytes: None,
         };
         match Subscriber::connect(&config) {
             Ok(s) => {
@@ -1006,9 +1007,9 @@ impl Loop {
                     }
                     let s = sub.stats();
                     lost = s.lost - live.seen_lost;
-                    malformed = s.malformed - live.seen_malformed;
+                    malformed = s.malformed + s.oversized - live.seen_malformed;
                     live.seen_lost = s.lost;
-                    live.seen_malformed = s.malformed;
+                    live.seen_malformed = s.malformed + s.oversized;
                 }
             }
             if got.is_empty() && lost == 0 && malformed == 0 {
