@@ -6,7 +6,9 @@
 //!   interned keys. No code is generated.
 //! * [`app`]: one application at run time: metric engine, XFSM states,
 //!   tables, timers, block list, counters.
-//! * [`probe`]: several isolated applications fed the same packets.
+//! * [`probe`]: several isolated applications fed the same packets;
+//!   [`parallel`]: the same, the applications spread over threads, with
+//!   the events merged back into single-thread order.
 //! * [`eval`]: selectors and expressions; [`timers`]: the packet-time timer
 //!   queue; [`key`]: fixed-size keys; [`exec`]: bounded off-path `exec`;
 //!   [`output`]: emitted events and sinks (JSON Lines, text).
@@ -21,10 +23,12 @@ pub mod eval;
 pub mod exec;
 pub mod key;
 pub mod output;
+pub mod parallel;
 pub mod plan;
 pub mod probe;
 pub mod timers;
 
 pub use app::{AppRuntime, AppStats, RuntimeOptions};
 pub use output::{EventSink, Format, OutputEvent, VecSink, WriterSink};
+pub use parallel::{ParallelProbe, WorkerLost};
 pub use probe::{sw_engine, EngineFactory, InstallFailure, Probe, ProbeStats};

@@ -1,7 +1,7 @@
 //! A probe: several applications, each isolated, fed the same packets.
 
 use streamon_contract::{MetricEngine, MetricPlan};
-use streamon_packet::{parse, FrameMeta, LinkType};
+use streamon_packet::{parse, FrameMeta, LinkType, Parsed, Skip};
 
 use crate::app::{AppRuntime, AppStats, RuntimeOptions};
 use crate::output::EventSink;
@@ -165,24 +165,31 @@ impl Probe {
         meta: FrameMeta,
         sink: &mut dyn EventSink,
     ) {
-        self.stats.packets += 1;
-        match parse(frame, linktype, meta) {
-            Ok(p) => {
-                self.stats.parsed += 1;
-                for name in p.anomalies().names() {
-                    *self.stats.anomalies.entry(name.to_string()).or_default() += 1;
-                }
-                for (app, _) in self.apps.iter_mut().zip(&self.running).filter(|(_, r)| **r) {
-                    app.packet(&p, sink);
-                }
+        let parsed = parse(frame, linktype, meta);
+        count_frame(&mut self.stats, &parsed);
+        if let Ok(p) = parsed {
+            for (app, _) in self.apps.iter_mut().zip(&self.running).filter(|(_, r)| **r) {
+                app.packet(&p, sink);
             }
-            Err(skip) => {
-                *self
-                    .stats
-                    .skipped
-                    .entry(skip.name().to_string())
-                    .or_default() += 1
-            }
+        }
+    }
+
+    /// Takes the probe apart: its applications (install order), each with
+    /// whether it is running, and the counters.
+    pub fn into_parts(self) -> (Vec<(AppRuntime, bool)>, ProbeStats) {
+        (
+            self.apps.into_iter().zip(self.running).collect(),
+            self.stats,
+        )
+    }
+
+    /// Puts a probe back together from [`Probe::into_parts`].
+    pub fn from_parts(apps: Vec<(AppRuntime, bool)>, stats: ProbeStats) -> Probe {
+        let (apps, running) = apps.into_iter().unzip();
+        Probe {
+            apps,
+            running,
+            stats,
         }
     }
 
@@ -203,6 +210,29 @@ impl Probe {
             .iter()
             .map(|a| (a.name().to_string(), a.stats()))
             .collect()
+    }
+}
+
+/// Counts one frame's parse outcome in the probe-wide counters. Allocates
+/// only the first time a skip reason or anomaly is seen.
+pub(crate) fn count_frame(stats: &mut ProbeStats, parsed: &Result<Parsed<'_>, Skip>) {
+    fn bump(map: &mut std::collections::BTreeMap<String, u64>, name: &str) {
+        match map.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(name.to_string(), 1);
+            }
+        }
+    }
+    stats.packets += 1;
+    match parsed {
+        Ok(p) => {
+            stats.parsed += 1;
+            for name in p.anomalies().names() {
+                bump(&mut stats.anomalies, name);
+            }
+        }
+        Err(skip) => bump(&mut stats.skipped, skip.name()),
     }
 }
 

@@ -1,0 +1,170 @@
+//! `--threads` scaling: every shipped application in one probe, on 1 and on
+//! 2 worker threads, alternating in the same run so both see the same
+//! machine load. Inputs: the real SYN-flood capture
+//! `sddos_synflood_spoofed.pcap` (37,841 frames) and the generated attacks
+//! of `tracegen` (which make every application alert). Frames are in
+//! memory; events go to a counting sink. Prints packets per second, the
+//! 2-thread/1-thread ratio and the load average.
+//!
+//! `cargo bench -p streamon-host-ctl --bench threads`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use streamon_host_ctl::tracegen;
+use streamon_packet::pcap::PcapSource;
+use streamon_packet::{FrameMeta, LinkType};
+use streamon_probe::{sw_engine, EventSink, OutputEvent, ParallelProbe, Probe, RuntimeOptions};
+
+const APPS: &[&str] = &[
+    "conficker",
+    "ddos",
+    "dns_nxdomain",
+    "modbus_scan",
+    "p2p",
+    "portscan",
+];
+
+type Frames = Vec<(Vec<u8>, LinkType, FrameMeta)>;
+
+struct Count(u64);
+
+impl EventSink for Count {
+    fn emit(&mut self, _: &OutputEvent) {
+        self.0 += 1;
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn all_apps() -> Probe {
+    let mut probe = Probe::new();
+    for app in APPS {
+        let path = repo().join("apps").join(format!("{app}.xml"));
+        let src = std::fs::read_to_string(&path).expect("app source");
+        probe
+            .install(
+                app,
+                &src,
+                &path.display().to_string(),
+                &sw_engine,
+                RuntimeOptions::default(),
+            )
+            .expect("app installs");
+    }
+    probe
+}
+
+fn load(name: &str) -> Frames {
+    let path = repo().join("../shared/traces").join(name);
+    let mut src = PcapSource::open(&path).expect("trace opens");
+    let mut out = Vec::new();
+    while let Some(f) = src.next_frame().expect("trace reads") {
+        out.push((f.data.to_vec(), f.linktype, f.meta));
+    }
+    out
+}
+
+fn generated(frames: Vec<tracegen::Frame>) -> Frames {
+    frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let meta = FrameMeta {
+                ts_ns: f.ts_ns,
+                orig_len: f.data.len() as u32,
+                packet_no: i as u64 + 1,
+            };
+            (f.data, LinkType::Ethernet, meta)
+        })
+        .collect()
+}
+
+/// Packets per second and events of one run.
+fn run(frames: &Frames, threads: usize) -> (f64, u64) {
+    let probe = all_apps();
+    let mut sink = Count(0);
+    let t = Instant::now();
+    if threads == 1 {
+        let mut probe = probe;
+        for (d, l, m) in frames {
+            probe.frame(d, *l, *m, &mut sink);
+        }
+        probe.finish();
+    } else {
+        let mut par = ParallelProbe::start(probe, threads);
+        for (d, l, m) in frames {
+            par.frame(d, *l, *m, &mut sink);
+        }
+        par.finish(&mut sink).expect("workers");
+    }
+    (frames.len() as f64 / t.elapsed().as_secs_f64(), sink.0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!("cores: {cores}, load average at start: {}", loadavg());
+    let inputs: Vec<(&str, Frames)> = vec![
+        (
+            "sddos_synflood_spoofed.pcap",
+            load("sddos_synflood_spoofed.pcap"),
+        ),
+        ("tracegen::syn_flood(1)", generated(tracegen::syn_flood(1))),
+        (
+            "tracegen::ddos_ramp(11)",
+            generated(tracegen::ddos_ramp(11)),
+        ),
+        ("tracegen::conficker(5)", generated(tracegen::conficker(5))),
+    ];
+    const ROUNDS: usize = 5;
+    println!(
+        "{:<30} {:>8} {:>14} {:>14} {:>7}",
+        "input (6 apps)", "events", "1 thread pps", "2 threads pps", "ratio"
+    );
+    for (name, frames) in &inputs {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        let mut events = (0, 0);
+        for _ in 0..ROUNDS {
+            let (p, e) = run(frames, 1);
+            one.push(p);
+            events.0 = e;
+            let (p, e) = run(frames, 2);
+            two.push(p);
+            events.1 = e;
+        }
+        assert_eq!(events.0, events.1, "{name}: same events at 1 and 2 threads");
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (a, b) = (median(&mut one), median(&mut two));
+        println!(
+            "{:<30} {:>8} {:>14.0} {:>14.0} {:>7.2}",
+            name,
+            events.0,
+            a,
+            b,
+            b / a
+        );
+    }
+    println!(
+        "(median of {ROUNDS} alternating runs) load average at end: {}",
+        loadavg()
+    );
+}
