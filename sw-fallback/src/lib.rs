@@ -34,18 +34,6 @@ use vd::VariationDetector;
 /// Ops hashed and prefetched together.
 pub const BATCH: usize = 16;
 
-/// One op's key, packed, and its hash's position stream.
-#[derive(Clone, Copy)]
-struct Hashed {
-    key: PackedKey,
-    pos: Positions,
-}
-
-const UNHASHED: Hashed = Hashed {
-    key: PackedKey::NONE,
-    pos: Positions::new(0),
-};
-
 /// H3 of a packed key: the contract's table form (`h3::h3`), reading the
 /// bytes out of the packed words instead of the op.
 #[inline]
@@ -158,8 +146,7 @@ impl SwEngine {
         }
     }
 
-    fn apply_checked(&mut self, op: &Op, kind: OpKind, hashed: &Hashed) -> OpResult {
-        let pos = &hashed.pos;
+    fn apply_checked(&mut self, op: &Op, kind: OpKind, pos: &Positions) -> OpResult {
         let id = op.metric;
         let mut flags = 0u8;
         // A closed gate turns Add into nothing and AddGet into Get.
@@ -237,7 +224,7 @@ impl SwEngine {
                 }
             },
             Metric::Table(t) => {
-                let key = &hashed.key;
+                let key = &PackedKey::from_op(op);
                 match kind {
                     OpKind::Add | OpKind::AddGet => t.add(pos, key, op.value, ts, &mut flags),
                     OpKind::Get => t.get(pos, key, ts),
@@ -261,30 +248,29 @@ impl SwEngine {
     /// keys have equal positions in every metric: a packet's ops mostly
     /// repeat one or two keys across metrics, and the last two distinct
     /// keys' hashes are reused.
-    fn hash_and_prefetch(&self, ops: &[Op], hashed: &mut [Hashed; BATCH]) {
-        let mut memo = [(PackedKey::NONE, 0u64); 2];
+    fn hash_and_prefetch(&self, ops: &[Op], hashed: &mut [Positions; BATCH]) {
+        let (mut key0, mut h0) = (PackedKey::NONE, 0u64);
+        let (mut key1, mut h1) = (PackedKey::NONE, 0u64);
         for (op, out) in ops.iter().zip(hashed.iter_mut()) {
             let key = PackedKey::from_op(op);
-            let h = if key == memo[0].0 {
-                memo[0].1
-            } else if key == memo[1].0 {
-                memo.swap(0, 1);
-                memo[0].1
+            let h = if key.same(&key0) {
+                h0
+            } else if key.same(&key1) {
+                std::mem::swap(&mut key0, &mut key1);
+                std::mem::swap(&mut h0, &mut h1);
+                h0
             } else {
                 let h = h3_packed(&key);
-                memo[1] = memo[0];
-                memo[0] = (key, h);
+                (key1, h1) = (key0, h0);
+                (key0, h0) = (key, h);
                 h
             };
-            *out = Hashed {
-                key,
-                pos: Positions::new(h),
-            };
-            self.prefetch(op, &out.pos);
+            *out = Positions::new(h);
+            self.prefetch(op, out);
         }
     }
 
-    fn apply_hashed(&mut self, ops: &[Op], hashed: &[Hashed; BATCH], results: &mut [OpResult]) {
+    fn apply_hashed(&mut self, ops: &[Op], hashed: &[Positions; BATCH], results: &mut [OpResult]) {
         for ((op, h), out) in ops.iter().zip(hashed).zip(results.iter_mut()) {
             *out = match self.validate(op) {
                 Ok(kind) => {
@@ -308,8 +294,8 @@ impl MetricEngine for SwEngine {
         // the current chunk is applied, so its misses overlap this work.
         // Addresses depend only on the keys, never on state, so this is
         // safe to do ahead of time.
-        let mut current = [UNHASHED; BATCH];
-        let mut next = [UNHASHED; BATCH];
+        let mut current = [Positions::new(0); BATCH];
+        let mut next = [Positions::new(0); BATCH];
         let mut chunks = ops.chunks(BATCH).zip(results.chunks_mut(BATCH)).peekable();
         if let Some((first, _)) = chunks.peek() {
             self.hash_and_prefetch(first, &mut current);

@@ -39,11 +39,33 @@ pub(crate) struct ExactTable {
 }
 
 /// A key packed the way slots store it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) struct PackedKey {
     words: [u64; 5],
     meta: u64,
 }
+
+/// `KEEP[len][j]`: the bytes of key word `j` that a key of `len` bytes uses.
+static KEEP: [[u64; 5]; KEY_MAX + 1] = {
+    let mut t = [[0u64; 5]; KEY_MAX + 1];
+    let mut len = 0;
+    while len <= KEY_MAX {
+        let mut j = 0;
+        while j < 5 {
+            let n = if len > 8 * j { len - 8 * j } else { 0 };
+            t[len][j] = if n >= 8 {
+                u64::MAX
+            } else if n == 0 {
+                0
+            } else {
+                u64::MAX >> (64 - 8 * n)
+            };
+            j += 1;
+        }
+        len += 1;
+    }
+    t
+};
 
 impl PackedKey {
     /// A value no op's key packs to (`meta` has the occupied bit clear).
@@ -59,17 +81,41 @@ impl PackedKey {
     #[inline]
     pub(crate) fn from_op(op: &Op) -> PackedKey {
         let len = (op.key_len as usize).min(KEY_MAX);
+        let keep = &KEEP[len];
         let mut words = [0u64; 5];
         for (j, w) in words.iter_mut().enumerate() {
             let raw = u64::from_le_bytes(op.key[8 * j..8 * j + 8].try_into().expect("8 bytes"));
-            let n = len.saturating_sub(8 * j).min(8) as u32;
-            let keep = if n == 0 { 0 } else { u64::MAX >> (64 - 8 * n) };
-            *w = raw & keep;
+            *w = raw & keep[j];
         }
         PackedKey {
             words,
             meta: 1 | (len as u64) << 8,
         }
+    }
+
+    /// Same key (without a `memcmp` call).
+    #[inline]
+    pub(crate) fn same(&self, other: &PackedKey) -> bool {
+        ((self.meta ^ other.meta)
+            | (self.words[0] ^ other.words[0])
+            | (self.words[1] ^ other.words[1])
+            | (self.words[2] ^ other.words[2])
+            | (self.words[3] ^ other.words[3])
+            | (self.words[4] ^ other.words[4]))
+            == 0
+    }
+
+    /// Whether a stored slot holds this key. The first word decides most
+    /// mismatches, so it is tested alone first.
+    #[inline]
+    fn in_slot(&self, s: &Slot) -> bool {
+        s[0] == self.words[0]
+            && ((s[W_META] ^ self.meta)
+                | (s[1] ^ self.words[1])
+                | (s[2] ^ self.words[2])
+                | (s[3] ^ self.words[3])
+                | (s[4] ^ self.words[4]))
+                == 0
     }
 
     /// The key's length in bytes.
@@ -118,42 +164,39 @@ impl ExactTable {
         let bucket = &self.slots[start..start + self.ways];
         bucket
             .iter()
-            .position(|s| {
-                // Word compares without a memcmp call; `|` keeps it branch-free.
-                s[W_META] == key.meta
-                    && ((s[0] ^ key.words[0])
-                        | (s[1] ^ key.words[1])
-                        | (s[2] ^ key.words[2])
-                        | (s[3] ^ key.words[3])
-                        | (s[4] ^ key.words[4]))
-                        == 0
-            })
+            .position(|s| key.in_slot(s))
             .map(|i| start + i)
     }
 
     /// Finds the key's slot or makes one: the first free way, else the way
     /// written longest ago (evicted).
+    ///
+    /// One pass over the bucket finds the key, the first free way and the
+    /// least recently written way together.
+    #[inline]
     fn find_or_insert(&mut self, start: usize, key: &PackedKey, now: u32, flags: &mut u8) -> usize {
-        if let Some(i) = self.find(start, key) {
-            return i;
-        }
         let bucket = &mut self.slots[start..start + self.ways];
-        let way = match bucket.iter().position(|s| s[W_META] & 1 == 0) {
-            Some(free) => free,
-            None => {
-                let mut victim = 0;
-                let mut oldest = 0;
-                for (i, s) in bucket.iter().enumerate() {
-                    let a = age(now, s[W_TIME] as u32);
-                    if a > oldest {
-                        oldest = a;
-                        victim = i;
-                    }
-                }
-                self.evictions += 1;
-                *flags |= ResultFlags::EVICTED;
-                victim
+        let mut free = usize::MAX;
+        let (mut victim, mut oldest) = (0, 0);
+        for (i, s) in bucket.iter().enumerate() {
+            if key.in_slot(s) {
+                return start + i;
             }
+            if s[W_META] & 1 == 0 {
+                free = free.min(i);
+            }
+            let a = age(now, s[W_TIME] as u32);
+            if a > oldest {
+                oldest = a;
+                victim = i;
+            }
+        }
+        let way = if free != usize::MAX {
+            free
+        } else {
+            self.evictions += 1;
+            *flags |= ResultFlags::EVICTED;
+            victim
         };
         *flags |= ResultFlags::INSERTED;
         // A new sliding-window slot starts its window now (aux = start).
