@@ -52,7 +52,7 @@ static KEEP: [[u64; 5]; KEY_MAX + 1] = {
     while len <= KEY_MAX {
         let mut j = 0;
         while j < 5 {
-            let n = if len > 8 * j { len - 8 * j } else { 0 };
+            let n = len.saturating_sub(8 * j);
             t[len][j] = if n >= 8 {
                 u64::MAX
             } else if n == 0 {
