@@ -50,6 +50,10 @@ pub enum Input {
     /// it is replayed once, oldest name first, then renamed `*.done`
     /// (write a file elsewhere and rename it in, so it is whole).
     Spool(PathBuf),
+    /// Live capture on this interface (`AF_PACKET` ring of
+    /// `streamon-capture`; needs `CAP_NET_RAW`). Packet time is the
+    /// kernel's receive time.
+    Iface(String),
 }
 
 /// How an [`Agent`] is set up.
@@ -103,6 +107,11 @@ pub struct AgentStats {
     /// Capture files that failed (unreadable, truncated): the frames
     /// before the damage were processed.
     pub files_failed: u64,
+    /// Live capture: frames the kernel dropped (ring full), as of the
+    /// last report.
+    pub capture_kernel_drops: u64,
+    /// Live capture: errors reading the ring.
+    pub capture_errors: u64,
 }
 
 /// A log line the agent wrote (kept for tests and the status reply).
@@ -145,6 +154,7 @@ pub struct Agent {
     /// renaming them fails.
     spooled: HashSet<PathBuf>,
     next_spool_scan: Instant,
+    live: Option<streamon_capture::Capture>,
 }
 
 impl Agent {
@@ -202,6 +212,13 @@ impl Agent {
                 endpoint: config.controller.clone(),
                 source: e,
             })?;
+        let live = match &config.input {
+            Input::Iface(iface) => Some(
+                streamon_capture::Capture::open(iface, &streamon_capture::CaptureConfig::default())
+                    .map_err(|e| CtlError::Config(format!("live capture on {iface}: {e}")))?,
+            ),
+            _ => None,
+        };
         let queue = match &config.input {
             Input::Pcaps(p) => p.iter().cloned().collect(),
             _ => VecDeque::new(),
@@ -223,6 +240,7 @@ impl Agent {
             queue,
             spooled: HashSet::new(),
             next_spool_scan: Instant::now(),
+            live,
             config,
         };
         agent.report();
@@ -275,7 +293,15 @@ impl Agent {
     /// processes a batch of frames.
     pub fn turn(&mut self, idle: Duration) -> Result<(), CtlError> {
         let busy = self.has_input();
-        let wait = if busy { 0 } else { idle.as_millis() as i64 };
+        let wait = if busy {
+            0
+        } else if self.live.is_some() {
+            // The ring is not in the poll set: look at it often. The
+            // kernel hands a block over at most 10 ms after its first frame.
+            idle.min(Duration::from_millis(2)).as_millis() as i64
+        } else {
+            idle.as_millis() as i64
+        };
         let mut items = [
             self.control.as_poll_item(zmq::POLLIN),
             self.monitor.as_poll_item(zmq::POLLIN),
@@ -317,6 +343,15 @@ impl Agent {
     }
 
     fn report(&mut self) {
+        if let Some(cap) = self.live.as_mut() {
+            match cap.stats() {
+                Ok(s) => {
+                    self.stats.capture_kernel_drops = s.kernel_drops;
+                    self.stats.capture_errors = s.ring_errors;
+                }
+                Err(_) => self.stats.capture_errors += 1,
+            }
+        }
         let report = ProbeReport {
             probe: self.config.probe_id.clone(),
             seq: self.seq,
@@ -581,8 +616,48 @@ impl Agent {
         self.queue.extend(found);
     }
 
+    /// Processes the blocks the kernel has handed over (live capture), up
+    /// to about [`FRAMES_PER_TURN`] frames.
+    fn feed_live(&mut self) {
+        let Some(cap) = self.live.as_mut() else {
+            return;
+        };
+        let mut events = 0;
+        let mut sink = CountingSink {
+            inner: &mut self.publisher,
+            events: &mut events,
+        };
+        let mut frames = 0;
+        while frames < FRAMES_PER_TURN {
+            let mut block = match cap.next_block(Duration::ZERO) {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(_) => {
+                    self.stats.capture_errors += 1;
+                    break;
+                }
+            };
+            while let Some(f) = block.next_frame() {
+                frames += 1;
+                self.stats.packets += 1;
+                let meta = streamon_packet::FrameMeta {
+                    ts_ns: f.ts_ns,
+                    orig_len: f.orig_len,
+                    packet_no: self.stats.packets,
+                };
+                self.probe
+                    .frame(f.data, streamon_packet::LinkType::Ethernet, meta, &mut sink);
+            }
+        }
+        self.stats.events += events;
+    }
+
     /// Processes up to [`FRAMES_PER_TURN`] frames.
     fn feed(&mut self) {
+        if self.live.is_some() {
+            self.feed_live();
+            return;
+        }
         let mut budget = FRAMES_PER_TURN;
         while budget > 0 {
             if self.current.is_none() {

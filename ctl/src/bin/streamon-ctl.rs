@@ -95,6 +95,9 @@ struct ProbeArgs {
     /// Spool directory: capture files renamed into it are replayed once.
     #[arg(long, conflicts_with = "pcap")]
     spool: Option<PathBuf>,
+    /// Capture live on this interface (AF_PACKET; needs CAP_NET_RAW).
+    #[arg(long, conflicts_with_all = ["pcap", "spool"])]
+    iface: Option<String>,
     /// Heartbeat interval, ms.
     #[arg(long, default_value_t = 500)]
     heartbeat_ms: u64,
@@ -281,10 +284,11 @@ fn probe(a: ProbeArgs) -> Result<ExitCode> {
             a.events
         );
     }
-    let input = match (a.spool, a.pcap.is_empty()) {
-        (Some(dir), _) => Input::Spool(dir),
-        (None, false) => Input::Pcaps(a.pcap),
-        (None, true) => Input::None,
+    let input = match (a.iface, a.spool, a.pcap.is_empty()) {
+        (Some(iface), _, _) => Input::Iface(iface),
+        (None, Some(dir), _) => Input::Spool(dir),
+        (None, None, false) => Input::Pcaps(a.pcap),
+        (None, None, true) => Input::None,
     };
     let mut agent = Agent::start(AgentConfig {
         probe_id: a.id.clone(),
