@@ -479,6 +479,7 @@ impl Agent {
             // Remote programs never run shell commands.
             allow_exec: false,
             probe_id: self.config.probe_id.clone(),
+            store: None,
         }
     }
 

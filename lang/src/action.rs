@@ -12,7 +12,14 @@
 //!          | "block" "(" key "," seconds ")"
 //!          | "unblock" "(" key ")"
 //!          | "timeout_set" "(" class "," key "," seconds ")"
+//!          | "kv_set" "(" name "," [ ttl "," ] text ")"
+//!          | "kv_incr" "(" name [ "," ttl ] [ "," expr ] ")"
+//!          | "kv_del" "(" name ")"
+//!          | "kv_expire" "(" name "," seconds ")"
+//!          | "kv_publish" "(" name "," text ")"
 //!          | "Drop" | "DoNothing" | "Export" | "Suspect" ;   (* legacy no-ops *)
+//! ttl      = "ttl" "=" seconds ;             (* volatile key *)
+//! name     = a knowledge-store key name (crate::store)
 //! assign   = "=" | "+=" | "-=" | "*=" | "/=" ;
 //! topic    = string | word ;
 //! seconds  = number ;
@@ -22,6 +29,7 @@ use crate::cursor::{number, quoted, Cursor, PResult, Span, SyntaxError};
 use crate::expr::{parse_expr_in, RawExpr};
 use crate::key::{parse_key, RawKey};
 use crate::program::{AssignOp, LegacyAction};
+use crate::store::{parse_store_name, RawStoreName};
 use crate::template::{parse_text, RawTemplate};
 
 /// Names that start an action and so cannot name a table.
@@ -33,6 +41,11 @@ pub(crate) const ACTION_WORDS: &[&str] = &[
     "block",
     "unblock",
     "timeout_set",
+    "kv_set",
+    "kv_incr",
+    "kv_del",
+    "kv_expire",
+    "kv_publish",
     "Drop",
     "DoNothing",
     "Export",
@@ -80,6 +93,28 @@ pub(crate) enum RawAction {
         key: RawKey,
         seconds: f64,
         seconds_span: Span,
+    },
+    StoreSet {
+        name: RawStoreName,
+        ttl: Option<(f64, Span)>,
+        value: RawTemplate,
+    },
+    StoreIncr {
+        name: RawStoreName,
+        ttl: Option<(f64, Span)>,
+        by: Option<RawExpr>,
+    },
+    StoreDel {
+        name: RawStoreName,
+    },
+    StoreExpire {
+        name: RawStoreName,
+        seconds: f64,
+        seconds_span: Span,
+    },
+    StorePublish {
+        channel: RawStoreName,
+        text: RawTemplate,
     },
     Legacy(LegacyAction),
 }
@@ -303,6 +338,58 @@ fn parse_action(c: &mut Cursor<'_>) -> PResult<RawAction> {
                 seconds_span,
             })
         }
+        "kv_set" => {
+            let name = parse_store_name(c)?;
+            expect(c, ",", "and a text after the store key")?;
+            let ttl = opt_ttl(c)?;
+            if ttl.is_some() {
+                expect(c, ",", "and a text after the ttl")?;
+            }
+            let value = parse_text(c)?;
+            expect(c, ")", "to close `kv_set`")?;
+            Ok(RawAction::StoreSet { name, ttl, value })
+        }
+        "kv_incr" => {
+            let name = parse_store_name(c)?;
+            c.skip_ws();
+            let mut ttl = None;
+            let mut by = None;
+            if c.eat(",") {
+                ttl = opt_ttl(c)?;
+                c.skip_ws();
+                if ttl.is_none() || c.eat(",") {
+                    let end = call_arg_end(c);
+                    let mut sub = Cursor::sub(c.src, c.pos..end);
+                    by = Some(parse_expr_in(&mut sub)?);
+                    c.pos = end;
+                }
+            }
+            expect(c, ")", "to close `kv_incr`")?;
+            Ok(RawAction::StoreIncr { name, ttl, by })
+        }
+        "kv_del" => {
+            let name = parse_store_name(c)?;
+            expect(c, ")", "to close `kv_del`")?;
+            Ok(RawAction::StoreDel { name })
+        }
+        "kv_expire" => {
+            let name = parse_store_name(c)?;
+            expect(c, ",", "and a number of seconds after the store key")?;
+            let (seconds, seconds_span) = seconds(c)?;
+            expect(c, ")", "to close `kv_expire`")?;
+            Ok(RawAction::StoreExpire {
+                name,
+                seconds,
+                seconds_span,
+            })
+        }
+        "kv_publish" => {
+            let channel = parse_store_name(c)?;
+            expect(c, ",", "and a text after the channel")?;
+            let text = parse_text(c)?;
+            expect(c, ")", "to close `kv_publish`")?;
+            Ok(RawAction::StorePublish { channel, text })
+        }
         _ => {
             // A table update: t(key) op expr.
             let key = parse_key(c)?;
@@ -352,6 +439,38 @@ fn parse_action(c: &mut Cursor<'_>) -> PResult<RawAction> {
     }
 }
 
+/// `ttl=seconds` if the input continues with it.
+fn opt_ttl(c: &mut Cursor<'_>) -> PResult<Option<(f64, Span)>> {
+    c.skip_ws();
+    let save = c.pos;
+    if c.eat_word("ttl") {
+        c.skip_ws();
+        if c.eat("=") {
+            return seconds(c).map(Some);
+        }
+    }
+    c.pos = save;
+    Ok(None)
+}
+
+/// Where the call argument starting at the cursor ends: the first `,` or
+/// `)` outside parentheses and quotes, or the end.
+fn call_arg_end(c: &Cursor<'_>) -> usize {
+    let mut depth = 0usize;
+    let mut in_quotes = false;
+    for (i, ch) in c.rest().char_indices() {
+        match ch {
+            '"' => in_quotes = !in_quotes,
+            '(' if !in_quotes => depth += 1,
+            ')' if !in_quotes && depth == 0 => return c.pos + i,
+            ')' if !in_quotes => depth -= 1,
+            ',' if !in_quotes && depth == 0 => return c.pos + i,
+            _ => {}
+        }
+    }
+    c.end
+}
+
 /// Where the expression starting at the cursor ends: the first `;` or `,`
 /// outside parentheses and quotes, or the end.
 fn top_level_end(c: &Cursor<'_>) -> usize {
@@ -395,6 +514,21 @@ mod tests {
                 RawAction::TimeoutSet { class, seconds, .. } => {
                     format!("timeout_set {class} {seconds}")
                 }
+                RawAction::StoreSet { name, ttl, value } => format!(
+                    "kv_set {} {:?} {}",
+                    name.segments.len(),
+                    ttl.as_ref().map(|t| t.0),
+                    value.parts.len()
+                ),
+                RawAction::StoreIncr { name, ttl, by } => format!(
+                    "kv_incr {} {:?} {}",
+                    name.segments.len(),
+                    ttl.as_ref().map(|t| t.0),
+                    by.as_ref().map(|b| b.to_string()).unwrap_or_default()
+                ),
+                RawAction::StoreDel { .. } => "kv_del".into(),
+                RawAction::StoreExpire { seconds, .. } => format!("kv_expire {seconds}"),
+                RawAction::StorePublish { text, .. } => format!("kv_publish {}", text.parts.len()),
                 RawAction::Legacy(l) => format!("{l:?}"),
             })
             .collect()
@@ -437,6 +571,49 @@ mod tests {
                 "Suspect",
                 "t Div (* (max a 2) 3)",
             ]
+        );
+    }
+
+    #[test]
+    fn store_actions() {
+        assert_eq!(
+            kinds(
+                r#"kv_incr(ip:%ip_src:dns.queries); kv_incr(ip:%ip_src:bytes, ttl=60, ip_len * 2); kv_incr(a:b, ttl=1.5); kv_incr(a, min(1, 2))"#
+            ),
+            [
+                "kv_incr 3 None ",
+                "kv_incr 3 Some(60.0) (* ip_len 2)",
+                "kv_incr 2 Some(1.5) ",
+                "kv_incr 1 None (min 1 2)",
+            ]
+        );
+        assert_eq!(
+            kinds(
+                r#"kv_set(ip:%domain_addr:dns.name, ttl=3600, %domain_name); kv_set(x, "a, b"); kv_del(x); kv_expire(@p:x, 0.3); kv_publish(app:%app:events, alert on %ip_dst, really)"#
+            ),
+            [
+                "kv_set 3 Some(3600.0) 1",
+                "kv_set 1 None 1",
+                "kv_del",
+                "kv_expire 0.3",
+                "kv_publish 3",
+            ]
+        );
+        assert_eq!(
+            err("kv_set(ip:%ip_src)"),
+            "17: expected `,` and a text after the store key, found `)`"
+        );
+        assert_eq!(
+            err("kv_incr(a, ttl=x)"),
+            "15: expected a number of seconds, found `x`"
+        );
+        assert_eq!(
+            err("kv_incr(a, 1, 2)"),
+            "12: expected `)` to close `kv_incr`, found `,`"
+        );
+        assert_eq!(
+            err("kv_del(a b)"),
+            "9: expected `)` to close `kv_del`, found `b`"
         );
     }
 

@@ -15,6 +15,7 @@
 //! primary = number | "true" | "false" | name
 //!         | func "(" expr { "," expr } ")"    (* abs min max log exp sqrt *)
 //!         | name "(" key ")"                  (* table read *)
+//!         | ("kv" | "kv_exists") "(" name ")"  (* store read; name: crate::store *)
 //!         | "(" expr ")" ;
 //! ```
 //!
@@ -25,7 +26,8 @@ use std::fmt;
 
 use crate::cursor::{number, Cursor, PResult, Span, SyntaxError, MAX_NESTING};
 use crate::key::{parse_key, RawKey};
-use crate::program::{BinaryOp, Func, UnaryOp};
+use crate::program::{BinaryOp, Func, StoreRead, UnaryOp};
+use crate::store::{parse_store_name, RawStoreName};
 
 /// Words that cannot name a metric, feature or table.
 pub(crate) const RESERVED: &[&str] = &[
@@ -52,6 +54,8 @@ pub(crate) const RESERVED: &[&str] = &[
     "next_state",
     "client",
     "in",
+    "kv",
+    "kv_exists",
 ];
 
 /// An expression before name resolution.
@@ -73,6 +77,10 @@ pub(crate) enum RawKind {
         table: String,
         table_span: Span,
         key: RawKey,
+    },
+    StoreRead {
+        read: StoreRead,
+        name: RawStoreName,
     },
     Unary(UnaryOp, Box<RawExpr>),
     Binary(BinaryOp, Box<RawExpr>, Box<RawExpr>),
@@ -333,6 +341,25 @@ impl Parser<'_, '_> {
                 span: start..self.c.pos,
             });
         }
+        let read = match name {
+            "kv" => Some(StoreRead::Value),
+            "kv_exists" => Some(StoreRead::Exists),
+            _ => None,
+        };
+        if let Some(read) = read {
+            let name = parse_store_name(self.c)?;
+            self.c.skip_ws();
+            if !self.c.eat(")") {
+                return Err(SyntaxError::new(
+                    self.c.pos,
+                    format!("expected `)` after the store key, found {}", self.c.found()),
+                ));
+            }
+            return Ok(RawExpr {
+                kind: RawKind::StoreRead { read, name },
+                span: start..self.c.pos,
+            });
+        }
         // A table read: the argument is a key, not an expression.
         let key = parse_key(self.c)?;
         self.c.skip_ws();
@@ -383,6 +410,15 @@ impl fmt::Display for RawExpr {
             RawKind::TableRead { table, key, .. } => {
                 let names: Vec<&str> = key.fields.iter().map(|k| k.0.as_str()).collect();
                 write!(f, "{table}[{}]", names.join("-"))
+            }
+            RawKind::StoreRead { read, name } => {
+                write!(
+                    f,
+                    "({} {}:{})",
+                    read.func_name(),
+                    name.segments.len(),
+                    name.probe.is_some()
+                )
             }
             RawKind::Unary(op, e) => {
                 let s = match op {

@@ -64,6 +64,7 @@ pub mod limits;
 pub mod program;
 mod selector;
 mod source;
+mod store;
 mod template;
 
 pub use diag::{Diagnostic, Severity};

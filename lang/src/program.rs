@@ -163,6 +163,7 @@ impl Program {
             Expr::Metric(m) => out.push_str(&self.metrics[m.index()].name),
             Expr::Field(f) => out.push_str(f.name()),
             Expr::Table(t, k) => out.push_str(&format!("{}({k})", self.tables[t.index()].name)),
+            Expr::Store(read, name) => out.push_str(&format!("{}({name})", read.func_name())),
             Expr::Unary(op, inner) => {
                 out.push_str(match op {
                     UnaryOp::Neg => "-",
@@ -677,6 +678,9 @@ pub enum Expr {
     Field(Field),
     /// A table read; a missing entry reads 0.
     Table(TableId, Key),
+    /// A knowledge-store read (`kv(name)`, `kv_exists(name)`), served from
+    /// the runtime's lookup cache; a missing key reads 0.
+    Store(StoreRead, StoreName),
     /// A unary operation.
     Unary(UnaryOp, Box<Expr>),
     /// A binary operation (`And`/`Or` short-circuit).
@@ -699,6 +703,87 @@ impl Expr {
             _ => {}
         }
     }
+}
+
+/// What a knowledge-store read gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreRead {
+    /// `kv(name)`: the value as a number; 0 when the key is missing, is
+    /// not a number, or the store cannot answer.
+    Value,
+    /// `kv_exists(name)`: 1 if the key exists, else 0.
+    Exists,
+}
+
+impl StoreRead {
+    /// The function name as written in programs.
+    pub fn func_name(self) -> &'static str {
+        match self {
+            StoreRead::Value => "kv",
+            StoreRead::Exists => "kv_exists",
+        }
+    }
+}
+
+/// A key name in the knowledge store, built per pass: `streamon:<probe>:`
+/// followed by the segments, each substituted value escaped
+/// (`streamon_microcloud::names`). `ip:%ip_src:dns.queries` is
+/// `streamon:<probe>:ip:192.0.2.7:dns.queries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreName {
+    /// `@probe:`: another probe's tree; `None` is this probe's (its
+    /// `%client.id`).
+    pub probe: Option<String>,
+    /// The segments after the probe id, each one or more parts
+    /// concatenated.
+    pub segments: Vec<Vec<NamePart>>,
+}
+
+impl StoreName {
+    /// The fields the name substitutes, in order.
+    pub fn fields(&self) -> impl Iterator<Item = Field> + '_ {
+        self.segments.iter().flatten().filter_map(|p| match p {
+            NamePart::Field(f) => Some(*f),
+            _ => None,
+        })
+    }
+}
+
+/// Writes the name back as written in programs.
+impl fmt::Display for StoreName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.probe {
+            write!(f, "@{p}:")?;
+        }
+        for (i, seg) in self.segments.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            for part in seg {
+                match part {
+                    NamePart::Literal(s) => f.write_str(s)?,
+                    NamePart::Field(field) => write!(f, "%{}", field.name())?,
+                    NamePart::Key => f.write_str("%key")?,
+                    NamePart::App => f.write_str("%app")?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A part of a [`StoreName`] segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamePart {
+    /// Text kept as is (it holds no `:`, `%`, blank or glob character).
+    Literal(String),
+    /// `%field`: the packet's value (address, decimal, string), escaped.
+    /// A pass whose packet lacks the field writes nothing (counted).
+    Field(Field),
+    /// `%key`: the event's key, fields joined by `-`, escaped.
+    Key,
+    /// `%app`: the application's name, escaped.
+    App,
 }
 
 /// Unary operators.
@@ -945,6 +1030,47 @@ pub enum Action {
         /// Period in seconds; 0 cancels.
         seconds: f64,
     },
+    /// `kv_set(name, [ttl=s,] text)`: `SET` the key to the text. Without
+    /// `ttl` the key is persistent; with it the key expires `ttl_s` seconds
+    /// after its last write.
+    StoreSet {
+        /// The key.
+        name: StoreName,
+        /// Volatile: seconds after the last write (> 0).
+        ttl_s: Option<f64>,
+        /// The value.
+        value: Template,
+    },
+    /// `kv_incr(name [, ttl=s] [, expr])`: add `by` (default 1) to the
+    /// key (`INCRBY` when integral, else `INCRBYFLOAT`), refreshing the TTL
+    /// when volatile.
+    StoreIncr {
+        /// The key.
+        name: StoreName,
+        /// Volatile: seconds after the last write (> 0).
+        ttl_s: Option<f64>,
+        /// The increment.
+        by: Expr,
+    },
+    /// `kv_del(name)`: delete the key now.
+    StoreDel {
+        /// The key.
+        name: StoreName,
+    },
+    /// `kv_expire(name, seconds)`: deferred deletion (`PEXPIRE`).
+    StoreExpire {
+        /// The key.
+        name: StoreName,
+        /// Seconds left (> 0).
+        seconds: f64,
+    },
+    /// `kv_publish(channel, text)`: `PUBLISH` the text on a Redis channel.
+    StorePublish {
+        /// The channel, named like a key.
+        channel: StoreName,
+        /// The message.
+        text: Template,
+    },
     /// A legacy bare action (`Drop`, `DoNothing`, `Export`, `Suspect`):
     /// accepted and does nothing.
     NoOp(LegacyAction),
@@ -992,7 +1118,7 @@ impl Template {
         for p in &self.parts {
             match p {
                 TemplatePart::Literal(l) => s.push_str(l),
-                TemplatePart::Subst(_) => return None,
+                TemplatePart::Subst(_) | TemplatePart::Store(_) => return None,
             }
         }
         Some(s)
@@ -1006,6 +1132,9 @@ pub enum TemplatePart {
     Literal(String),
     /// A value rendered at run time.
     Subst(Subst),
+    /// `%kv(name)`: the knowledge-store value of the key, as text (empty
+    /// when missing or when the store cannot answer).
+    Store(StoreName),
 }
 
 /// What a `%name` renders.

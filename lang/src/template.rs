@@ -7,12 +7,14 @@
 //! bare-text = { char | escape | subst }        (* up to the ")" that closes the call;
 //!                                                  parentheses inside must balance *)
 //! escape    = '\"' | '\\' | '\n' | '\t' | '\r' ;
-//! subst     = "%" name [ "." name ] | "%%" ;    (* "%%" is a literal "%" *)
+//! subst     = "%" name [ "." name ] | "%%"      (* "%%" is a literal "%" *)
+//!           | "%kv(" store-name ")" ;           (* a knowledge-store value *)
 //! ```
 
 use crate::cursor::{
     is_ident_continue, is_ident_start, unescape, Cursor, PResult, Span, SyntaxError,
 };
+use crate::store::{parse_store_name, RawStoreName};
 
 /// A text before its substitutions are resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,6 +28,8 @@ pub(crate) enum RawPart {
     Lit(String),
     /// The name after `%` (`ip_src`, `state.code`), and the span of `%name`.
     Subst(String, Span),
+    /// `%kv(name)`, and the span of the whole substitution.
+    Store(RawStoreName, Span),
 }
 
 /// Parses a text argument at the cursor: a quoted string, or bare text up
@@ -44,7 +48,7 @@ pub(crate) fn parse_text(c: &mut Cursor<'_>) -> PResult<RawTemplate> {
                     c.bump();
                     break;
                 }
-                Some(_) => b.step(c),
+                Some(_) => b.step(c)?,
             }
         }
     } else {
@@ -63,7 +67,7 @@ pub(crate) fn parse_text(c: &mut Cursor<'_>) -> PResult<RawTemplate> {
                     b.lit('(');
                     c.bump();
                 }
-                Some(_) => b.step(c),
+                Some(_) => b.step(c)?,
             }
         }
         b.trim_end();
@@ -86,7 +90,7 @@ impl Builder {
     }
 
     /// Consumes one character, escape or substitution.
-    fn step(&mut self, c: &mut Cursor<'_>) {
+    fn step(&mut self, c: &mut Cursor<'_>) -> PResult<()> {
         let at = c.pos;
         match c.bump() {
             Some('\\') => match unescape(c) {
@@ -97,12 +101,28 @@ impl Builder {
                 if c.peek() == Some('%') {
                     c.bump();
                     self.lit.push('%');
-                    return;
+                    return Ok(());
                 }
                 let Some((name, _)) = c.ident() else {
                     self.lit.push('%');
-                    return;
+                    return Ok(());
                 };
+                if name == "kv" && c.peek() == Some('(') {
+                    c.bump();
+                    let store = parse_store_name(c)?;
+                    c.skip_ws();
+                    if !c.eat(")") {
+                        return Err(SyntaxError::new(
+                            c.pos,
+                            format!("expected `)` after the store key, found {}", c.found()),
+                        ));
+                    }
+                    if !self.lit.is_empty() {
+                        self.parts.push(RawPart::Lit(std::mem::take(&mut self.lit)));
+                    }
+                    self.parts.push(RawPart::Store(store, at..c.pos));
+                    return Ok(());
+                }
                 let mut name = name.to_string();
                 if matches!(name.as_str(), "state" | "next_state" | "client")
                     && c.peek() == Some('.')
@@ -123,6 +143,7 @@ impl Builder {
             Some(ch) => self.lit.push(ch),
             None => {}
         }
+        Ok(())
     }
 
     fn trim_end(&mut self) {
@@ -203,6 +224,20 @@ mod tests {
                 RawPart::Subst("ip_src".into(), 7..14),
                 lit(".")
             ]
+        );
+    }
+
+    #[test]
+    fn store_values() {
+        let (p, end) = parts("host %ip_dst is %kv(@dns-in:ip:%ip_dst:dns.name) (x))");
+        assert_eq!(p.len(), 5);
+        assert!(matches!(&p[3], RawPart::Store(n, s) if n.segments.len() == 3 && *s == (16..48)));
+        assert_eq!(p[4], lit(" (x)"));
+        assert_eq!(end, 52);
+        let mut c = Cursor::new("\"%kv(a b)\"");
+        assert_eq!(
+            parse_text(&mut c).unwrap_err(),
+            SyntaxError::new(7, "expected `)` after the store key, found `b`")
         );
     }
 

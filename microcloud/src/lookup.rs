@@ -88,6 +88,9 @@ pub struct LookupStats {
     pub errors: u64,
 }
 
+/// A cached answer and when Redis gave it.
+type Cached = (Option<Vec<u8>>, Instant);
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
     key: String,
@@ -100,7 +103,10 @@ pub struct Lookup {
     client: redis::Client,
     conn: Option<redis::Connection>,
     config: LookupConfig,
-    cache: HashMap<CacheKey, (Option<Vec<u8>>, Instant)>,
+    /// `GET` answers, looked up by `&str` without building a key.
+    gets: HashMap<String, Cached>,
+    /// `HGET` answers.
+    fields: HashMap<(String, Vec<u8>), Cached>,
     unavailable_until: Option<Instant>,
     stats: LookupStats,
 }
@@ -116,7 +122,8 @@ impl Lookup {
             client,
             conn: None,
             config,
-            cache: HashMap::new(),
+            gets: HashMap::new(),
+            fields: HashMap::new(),
             unavailable_until: None,
             stats: LookupStats::default(),
         })
@@ -130,6 +137,33 @@ impl Lookup {
         })
     }
 
+    /// `GET key` like [`Lookup::get`], returning a view into the cache: a
+    /// fresh cached answer costs one hash lookup and no allocation (the
+    /// probe's per-packet path reads through this).
+    pub fn get_ref(&mut self, key: &str) -> Result<Option<&[u8]>, LookupError> {
+        let now = Instant::now();
+        let fresh = self
+            .gets
+            .get(key)
+            .is_some_and(|(_, at)| now.duration_since(*at) < self.config.cache_ttl);
+        if fresh {
+            self.stats.hits += 1;
+        } else {
+            let v = self.fetch(CacheKey {
+                key: key.to_string(),
+                field: None,
+            })?;
+            self.store(
+                CacheKey {
+                    key: key.to_string(),
+                    field: None,
+                },
+                v,
+            );
+        }
+        Ok(self.gets.get(key).and_then(|(v, _)| v.as_deref()))
+    }
+
     /// `HGET key field`, from the cache if fresh enough.
     pub fn hget(&mut self, key: &str, field: &[u8]) -> Result<Option<Vec<u8>>, LookupError> {
         self.lookup(CacheKey {
@@ -140,7 +174,8 @@ impl Lookup {
 
     /// Forgets the cached answers for `key` (its value and all its fields).
     pub fn invalidate(&mut self, key: &str) {
-        self.cache.retain(|k, _| k.key != key);
+        self.gets.remove(key);
+        self.fields.retain(|k, _| k.0 != key);
     }
 
     /// A snapshot of the counters.
@@ -148,14 +183,33 @@ impl Lookup {
         self.stats
     }
 
+    fn cached(&self, ck: &CacheKey) -> Option<&Cached> {
+        match &ck.field {
+            None => self.gets.get(&ck.key),
+            // Building the tuple clones; HGET is not on a per-packet path.
+            Some(f) => self.fields.get(&(ck.key.clone(), f.clone())),
+        }
+    }
+
     fn lookup(&mut self, ck: CacheKey) -> Result<Option<Vec<u8>>, LookupError> {
         let now = Instant::now();
-        if let Some((v, at)) = self.cache.get(&ck) {
-            if now.duration_since(*at) < self.config.cache_ttl {
-                self.stats.hits += 1;
-                return Ok(v.clone());
-            }
+        let ttl = self.config.cache_ttl;
+        let hit = self
+            .cached(&ck)
+            .filter(|(_, at)| now.duration_since(*at) < ttl)
+            .map(|(v, _)| v.clone());
+        if let Some(v) = hit {
+            self.stats.hits += 1;
+            return Ok(v);
         }
+        let v = self.fetch(ck.clone())?;
+        self.store(ck, v.clone());
+        Ok(v)
+    }
+
+    /// A cache miss: asks Redis, unless in the reconnect backoff.
+    fn fetch(&mut self, ck: CacheKey) -> Result<Option<Vec<u8>>, LookupError> {
+        let now = Instant::now();
         if self.unavailable_until.is_some_and(|t| now < t) {
             self.stats.errors += 1;
             return Err(LookupError::Unavailable(None));
@@ -163,10 +217,7 @@ impl Lookup {
         self.stats.misses += 1;
         let answer = self.query(&ck);
         match answer {
-            Ok(v) => {
-                self.store(ck, v.clone());
-                Ok(v)
-            }
+            Ok(v) => Ok(v),
             Err(e) => {
                 if e.is_timeout() {
                     self.stats.timeouts += 1;
@@ -214,17 +265,29 @@ impl Lookup {
 
     fn store(&mut self, ck: CacheKey, v: Option<Vec<u8>>) {
         let now = Instant::now();
-        if self.cache.len() >= self.config.cache_capacity.max(1) {
+        let cap = self.config.cache_capacity.max(1);
+        if self.gets.len() + self.fields.len() >= cap {
             let ttl = self.config.cache_ttl;
-            self.cache
+            self.gets.retain(|_, (_, at)| now.duration_since(*at) < ttl);
+            self.fields
                 .retain(|_, (_, at)| now.duration_since(*at) < ttl);
-            while self.cache.len() >= self.config.cache_capacity.max(1) {
-                let Some(k) = self.cache.keys().next().cloned() else {
+            while self.gets.len() + self.fields.len() >= cap {
+                if let Some(k) = self.gets.keys().next().cloned() {
+                    self.gets.remove(&k);
+                } else if let Some(k) = self.fields.keys().next().cloned() {
+                    self.fields.remove(&k);
+                } else {
                     break;
-                };
-                self.cache.remove(&k);
+                }
             }
         }
-        self.cache.insert(ck, (v, now));
+        match ck.field {
+            None => {
+                self.gets.insert(ck.key, (v, now));
+            }
+            Some(f) => {
+                self.fields.insert((ck.key, f), (v, now));
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! order); timers start passes too, always before any packet later than
 //! them, so a replay gives the same result at any speed.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use ahash::RandomState;
@@ -23,6 +24,7 @@ use crate::exec::ExecRunner;
 use crate::key::{write_fields, StateKey};
 use crate::output::{EventSink, OutputEvent};
 use crate::plan::{AppPlan, KeyRef};
+use crate::store::{self, AppStore, KnowledgeStore, NameCtx};
 use crate::timers::{TimerKind, TimerQueue};
 
 /// Counters of one application; every packet or op not processed is in
@@ -63,6 +65,21 @@ pub struct AppStats {
     pub exec_dropped: u64,
     /// Metric resets a metric cannot do (one key of a detector or HLL).
     pub resets_unsupported: u64,
+    /// Knowledge-store writes queued for the writer.
+    pub kv_writes: u64,
+    /// Knowledge-store writes dropped because the writer's queue was full
+    /// (Redis slow or down).
+    pub kv_dropped: u64,
+    /// Store actions and reads skipped because the packet lacks a field of
+    /// the key name.
+    pub kv_missing_field: u64,
+    /// Store reads (`kv`, `kv_exists`, `%kv`), from the cache or Redis.
+    pub kv_reads: u64,
+    /// Store reads Redis could not answer (timeout, down, wrong type): they
+    /// read as missing.
+    pub kv_read_errors: u64,
+    /// Store actions not run because the probe has no store (`--redis`).
+    pub kv_disabled: u64,
     /// Arithmetic defined rather than computed.
     pub arith: ArithStats,
 }
@@ -90,6 +107,9 @@ pub struct RuntimeOptions {
     pub allow_exec: bool,
     /// `%client.id`.
     pub probe_id: String,
+    /// The knowledge store `kv_*` actions write to and `kv(…)` reads from;
+    /// `None`: store actions are counted in `kv_disabled` and reads give 0.
+    pub store: Option<KnowledgeStore>,
 }
 
 /// An application at run time.
@@ -103,6 +123,9 @@ pub struct AppRuntime {
     blocks: HashMap<StateKey, u64, RandomState>,
     next_vd_reset: Vec<Option<u64>>,
     exec: Option<ExecRunner>,
+    /// Behind a `RefCell` because expressions read the store through a
+    /// shared borrow of the runtime; never shared between threads.
+    store: Option<RefCell<AppStore>>,
     options: RuntimeOptions,
     stats: AppStats,
     // Scratch reused by every pass: the per-packet path allocates nothing.
@@ -148,6 +171,7 @@ impl AppRuntime {
             },
             next_vd_reset: vec![None; n_metrics],
             exec: options.allow_exec.then(ExecRunner::start),
+            store: options.store.as_ref().map(|s| RefCell::new(s.for_app())),
             options,
             engine,
             states: HashMap::with_hasher(RandomState::new()),
@@ -181,6 +205,14 @@ impl AppRuntime {
         let mut s = self.stats.clone();
         if let Some(e) = &self.exec {
             s.exec_dropped = e.dropped;
+        }
+        if let Some(st) = &self.store {
+            let c = st.borrow().counters;
+            s.kv_writes = c.writes;
+            s.kv_dropped = c.dropped;
+            s.kv_missing_field = c.missing_field;
+            s.kv_reads = c.reads;
+            s.kv_read_errors = c.read_errors;
         }
         s
     }
@@ -390,7 +422,12 @@ impl AppRuntime {
         // Features, in order (each may use the ones before it).
         for i in 0..self.plan.program.features.len() {
             let v = {
-                let env = Env { rt: self, ctx };
+                let env = Env {
+                    rt: self,
+                    ctx,
+                    event: pass.event,
+                    key: &pass.key,
+                };
                 eval::eval(&self.plan.program.features[i].body, &env, &mut arith)
             };
             self.feature_values[i] = v;
@@ -399,7 +436,12 @@ impl AppRuntime {
             .behaviour(state)
             .expect("checked above");
         let fired = behaviour.conditions.iter().position(|c| {
-            let env = Env { rt: self, ctx };
+            let env = Env {
+                rt: self,
+                ctx,
+                event: pass.event,
+                key: &pass.key,
+            };
             eval::eval(&c.expr, &env, &mut arith) != 0.0
         });
         let next = fired
@@ -547,7 +589,12 @@ impl AppRuntime {
                     _ => unreachable!("matched as a table update"),
                 };
                 let v = {
-                    let env = Env { rt: self, ctx };
+                    let env = Env {
+                        rt: self,
+                        ctx,
+                        event: pass.event,
+                        key: &pass.key,
+                    };
                     eval::eval(value_of(self.action(pass, at)), &env, arith)
                 };
                 let Some(k) = self.build_key(kref, ctx) else {
@@ -654,8 +701,81 @@ impl AppRuntime {
                     );
                 }
             }
+            Light::Store => {
+                if self.store.is_none() {
+                    self.stats.kv_disabled += 1;
+                    return;
+                }
+                let (name, w) = match self.action(pass, at) {
+                    Action::StoreSet {
+                        name, ttl_s, value, ..
+                    } => (
+                        name,
+                        store::Write::Set {
+                            ttl_s: *ttl_s,
+                            value: self.render(value, pass, next),
+                        },
+                    ),
+                    Action::StoreIncr { name, ttl_s, by } => {
+                        let by = {
+                            let env = Env {
+                                rt: self,
+                                ctx,
+                                event: pass.event,
+                                key: &pass.key,
+                            };
+                            eval::eval(by, &env, arith)
+                        };
+                        (name, store::Write::Incr { ttl_s: *ttl_s, by })
+                    }
+                    Action::StoreDel { name } => (name, store::Write::Del),
+                    Action::StoreExpire { name, seconds } => {
+                        (name, store::Write::Expire { seconds: *seconds })
+                    }
+                    Action::StorePublish { channel, text } => (
+                        channel,
+                        store::Write::Publish {
+                            message: self.render(text, pass, next),
+                        },
+                    ),
+                    _ => unreachable!("matched as a store action"),
+                };
+                let key = || self.render_pass_key(pass);
+                let cx = NameCtx {
+                    probe_id: &self.options.probe_id,
+                    app: &self.plan.name,
+                    packet: ctx,
+                    key: &key,
+                };
+                if let Some(st) = &self.store {
+                    st.borrow_mut().write(name, &cx, w);
+                }
+            }
             Light::NoOp => {}
         }
+    }
+
+    /// Reads a store key for an expression or a text (`None` without a
+    /// store, or when missing).
+    fn store_read<R>(
+        &self,
+        name: &streamon_lang::StoreName,
+        pass_key: &dyn Fn() -> String,
+        ctx: &Parsed<'_>,
+        with: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> R {
+        let Some(st) = &self.store else {
+            return with(None);
+        };
+        let cx = NameCtx {
+            probe_id: &self.options.probe_id,
+            app: &self.plan.name,
+            packet: ctx,
+            key: pass_key,
+        };
+        // A store read inside a store read cannot happen (names hold no
+        // reads), so the borrow is never taken twice.
+        st.borrow_mut().read(name, &cx, with)
     }
 
     fn reset_metric(&mut self, m: usize, key: Option<KeyRef>, pass: &Pass<'_, '_>) {
@@ -739,9 +859,13 @@ impl AppRuntime {
     }
 
     fn render_pass_key(&self, pass: &Pass<'_, '_>) -> String {
-        match self.plan.program.events[pass.event].primary_key() {
-            Some(k) => render_fields(k, pass.ctx),
-            None => hex(pass.key.as_bytes()),
+        self.render_event_key(pass.event, &pass.key, pass.ctx)
+    }
+
+    fn render_event_key(&self, event: usize, key: &StateKey, ctx: &Parsed<'_>) -> String {
+        match self.plan.program.events[event].primary_key() {
+            Some(k) => render_fields(k, ctx),
+            None => hex(key.as_bytes()),
         }
     }
 
@@ -777,6 +901,14 @@ impl AppRuntime {
                     }
                     Subst::ProbeId => out.push_str(&self.options.probe_id),
                 },
+                TemplatePart::Store(name) => {
+                    let key = || self.render_pass_key(pass);
+                    self.store_read(name, &key, pass.ctx, |v| {
+                        if let Some(v) = v {
+                            out.push_str(&String::from_utf8_lossy(v));
+                        }
+                    });
+                }
             }
         }
         out
@@ -838,6 +970,7 @@ enum Light {
     Block(f64),
     Unblock,
     TimeoutSet(u32, f64),
+    Store,
     NoOp,
 }
 
@@ -857,6 +990,11 @@ impl CloneLight for Action {
             Action::Block { seconds, .. } => Light::Block(*seconds),
             Action::Unblock { .. } => Light::Unblock,
             Action::TimeoutSet { class, seconds, .. } => Light::TimeoutSet(class.0, *seconds),
+            Action::StoreSet { .. }
+            | Action::StoreIncr { .. }
+            | Action::StoreDel { .. }
+            | Action::StoreExpire { .. }
+            | Action::StorePublish { .. } => Light::Store,
             Action::NoOp(_) => Light::NoOp,
         }
     }
@@ -865,6 +1003,9 @@ impl CloneLight for Action {
 struct Env<'r, 'p, 'a> {
     rt: &'r AppRuntime,
     ctx: &'p Parsed<'a>,
+    /// The pass's event and key, for `%key` in store names.
+    event: usize,
+    key: &'r StateKey,
 }
 
 impl ExprEnv for Env<'_, '_, '_> {
@@ -889,5 +1030,12 @@ impl ExprEnv for Env<'_, '_, '_> {
         }
         let k = StateKey::from_bytes(self.rt.plan.shape_of[kref.0 as usize], buf.as_bytes());
         self.rt.tables[t as usize].get(&k).copied().unwrap_or(0.0)
+    }
+    fn store(&self, read: streamon_lang::StoreRead, name: &streamon_lang::StoreName) -> f64 {
+        let key = || self.rt.render_event_key(self.event, self.key, self.ctx);
+        self.rt.store_read(name, &key, self.ctx, |v| match read {
+            streamon_lang::StoreRead::Value => store::as_number(v),
+            streamon_lang::StoreRead::Exists => v.is_some() as u8 as f64,
+        })
     }
 }

@@ -85,6 +85,11 @@ pub trait ExprEnv {
     fn field(&self, f: streamon_packet::Field) -> f64;
     /// A table entry (0 when absent).
     fn table(&self, t: u32, key: &streamon_lang::Key) -> f64;
+    /// A knowledge-store read (0 when missing or without a store).
+    fn store(&self, read: streamon_lang::StoreRead, name: &streamon_lang::StoreName) -> f64 {
+        let _ = (read, name);
+        0.0
+    }
 }
 
 /// Evaluates `e`.
@@ -95,6 +100,7 @@ pub fn eval(e: &Expr, env: &dyn ExprEnv, stats: &mut ArithStats) -> f64 {
         Expr::Metric(m) => env.metric(m.0),
         Expr::Field(f) => env.field(*f),
         Expr::Table(t, k) => env.table(t.0, k),
+        Expr::Store(read, name) => env.store(*read, name),
         Expr::Unary(UnaryOp::Neg, x) => -eval(x, env, stats),
         Expr::Unary(UnaryOp::Not, x) => (eval(x, env, stats) == 0.0) as u8 as f64,
         Expr::Binary(BinaryOp::And, a, b) => {

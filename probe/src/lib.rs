@@ -11,7 +11,8 @@
 //!   the events merged back into single-thread order.
 //! * [`eval`]: selectors and expressions; [`timers`]: the packet-time timer
 //!   queue; [`key`]: fixed-size keys; [`exec`]: bounded off-path `exec`;
-//!   [`output`]: emitted events and sinks (JSON Lines, text).
+//!   [`output`]: emitted events and sinks (JSON Lines, text);
+//!   [`store`]: the knowledge store (`kv_*` actions and reads, Redis).
 //!
 //! Time is always the packet's: nothing here reads the wall clock, so a
 //! replay gives the same events at any speed.
@@ -26,9 +27,11 @@ pub mod output;
 pub mod parallel;
 pub mod plan;
 pub mod probe;
+pub mod store;
 pub mod timers;
 
 pub use app::{AppRuntime, AppStats, RuntimeOptions};
 pub use output::{EventSink, Format, OutputEvent, VecSink, WriterSink};
 pub use parallel::{ParallelProbe, WorkerLost};
 pub use probe::{sw_engine, EngineFactory, InstallFailure, Probe, ProbeStats};
+pub use store::KnowledgeStore;

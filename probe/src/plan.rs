@@ -375,7 +375,12 @@ fn plan_behaviour(
         .chain(&b.post_actions)
     {
         collect_action_keys(a, interner, block_keys);
-        if let Action::Publish { text, .. } | Action::Print(text) | Action::Exec(text) = a {
+        if let Action::Publish { text, .. }
+        | Action::Print(text)
+        | Action::Exec(text)
+        | Action::StoreSet { value: text, .. }
+        | Action::StorePublish { text, .. } = a
+        {
             for p in &text.parts {
                 if let streamon_lang::TemplatePart::Subst(streamon_lang::Subst::Feature(f)) = p {
                     if !features.contains(&f.0) {
@@ -401,9 +406,11 @@ fn op(metric: u16, kind: OpKind, key: KeyRef, gated: bool, app_metric: u16) -> O
     }
 }
 
-fn action_exprs(a: &Action, f: &mut impl FnMut(&streamon_lang::Expr)) {
-    if let Action::TableUpdate { value, .. } = a {
-        f(value);
+fn action_exprs<'a>(a: &'a Action, f: &mut impl FnMut(&'a streamon_lang::Expr)) {
+    match a {
+        Action::TableUpdate { value, .. } => f(value),
+        Action::StoreIncr { by, .. } => f(by),
+        _ => {}
     }
 }
 
@@ -432,16 +439,12 @@ fn intern_all_keys(program: &Program, interner: &mut Interner, block_keys: &mut 
                 exprs.push(&c.expr);
                 for a in &c.actions {
                     collect_action_keys(a, interner, block_keys);
-                    if let Action::TableUpdate { value, .. } = a {
-                        exprs.push(value);
-                    }
+                    action_exprs(a, &mut |e| exprs.push(e));
                 }
             }
             for a in &b.post_actions {
                 collect_action_keys(a, interner, block_keys);
-                if let Action::TableUpdate { value, .. } = a {
-                    exprs.push(value);
-                }
+                action_exprs(a, &mut |e| exprs.push(e));
             }
         }
     }

@@ -54,6 +54,7 @@ pub fn offline(app_name: &str, capture: &str) -> Vec<OutputEvent> {
             RuntimeOptions {
                 allow_exec: false,
                 probe_id: "offline".into(),
+                store: None,
             },
         )
         .unwrap_or_else(|e| panic!("{e}"));

@@ -7,11 +7,15 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use streamon_host_ctl::{replay, tracegen};
-use streamon_probe::{sw_engine, EventSink, Format, Probe, RuntimeOptions, WriterSink};
+use streamon_microcloud::{LookupConfig, WriterConfig, WriterStats};
+use streamon_probe::{
+    sw_engine, EventSink, Format, KnowledgeStore, Probe, RuntimeOptions, WriterSink,
+};
 
 /// A programmable network-monitoring probe (StreaMon re-created): text
 /// applications installed into a running probe; metrics in FPGA or in a
@@ -23,6 +27,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Replay a capture through one or more applications.
@@ -85,6 +91,23 @@ struct RunArgs {
     /// topics when absent). The summary counts every topic either way.
     #[arg(long = "topic")]
     topics: Vec<String>,
+    /// The knowledge store (MicroCloud node) for `kv_*` actions and reads,
+    /// e.g. `redis://127.0.0.1:6379/`. Without it store actions are counted
+    /// as disabled.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Bound on one store read that misses the cache (connect, send,
+    /// receive each), in ms.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    redis_timeout_ms: u64,
+    /// How long a store read is served from the probe's cache (the
+    /// staleness bound), in ms.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    redis_cache_ms: u64,
+    /// Store writes the writer queue holds; beyond it writes are dropped
+    /// and counted.
+    #[arg(long, default_value_t = 65_536, value_name = "OPS")]
+    redis_queue: usize,
     #[command(flatten)]
     bus: BusArgs,
 }
@@ -263,9 +286,28 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         }
         Err(bus_side::OpenError::Failed(e)) => return Err(e),
     };
+    let store = match &args.redis {
+        None => None,
+        Some(url) => Some(
+            KnowledgeStore::connect(
+                url,
+                WriterConfig {
+                    queue_capacity: args.redis_queue.max(1),
+                    ..WriterConfig::default()
+                },
+                LookupConfig {
+                    timeout: Duration::from_millis(args.redis_timeout_ms.max(1)),
+                    cache_ttl: Duration::from_millis(args.redis_cache_ms),
+                    ..LookupConfig::default()
+                },
+            )
+            .with_context(|| format!("knowledge store {url}"))?,
+        ),
+    };
     let options = RuntimeOptions {
         allow_exec: args.allow_exec,
         probe_id: args.probe_id.clone(),
+        store: store.clone(),
     };
     let mut probe = Probe::new();
     for path in &args.apps {
@@ -311,12 +353,21 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         b.finish_and_clear();
     }
     sink.flush().context("writing events")?;
+    // Let queued store writes reach Redis before exiting (bounded: Redis
+    // may be down; what is left is counted as dropped when the writer
+    // stops).
+    if let Some(s) = &store {
+        s.writer().wait_idle(Duration::from_secs(5));
+    }
     print_summary(&probe, &sink);
     if let Some(b) = &bus {
         b.print_summary(&mut std::io::stderr().lock());
     }
+    if let Some(s) = &store {
+        print_store_summary(s);
+    }
     if let Some(path) = &args.stats_json {
-        write_stats(&probe, bus.as_ref(), path)?;
+        write_stats(&probe, bus.as_ref(), store.as_ref(), path)?;
     }
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -441,6 +492,12 @@ fn print_summary<W: Write>(probe: &Probe, sink: &WriterSink<W>) {
             ("exec disabled", a.exec_disabled),
             ("exec dropped", a.exec_dropped),
             ("resets unsupported", a.resets_unsupported),
+            ("kv writes", a.kv_writes),
+            ("kv dropped", a.kv_dropped),
+            ("kv missing field", a.kv_missing_field),
+            ("kv reads", a.kv_reads),
+            ("kv read errors", a.kv_read_errors),
+            ("kv disabled", a.kv_disabled),
             ("div by zero", a.arith.div_by_zero),
             ("domain errors", a.arith.domain_errors),
         ] {
@@ -458,7 +515,35 @@ fn print_summary<W: Write>(probe: &Probe, sink: &WriterSink<W>) {
     }
 }
 
-fn write_stats(probe: &Probe, bus: Option<&bus_side::BusSide>, path: &Path) -> Result<()> {
+/// The knowledge-store writer's counters (`docs/microcloud.md`).
+fn print_store_summary(store: &KnowledgeStore) {
+    let w = store.writer_stats();
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "knowledge store {}:", store.url());
+    for (label, n) in store_counters(&w) {
+        let _ = writeln!(err, "  {label:<16} {n}");
+    }
+}
+
+fn store_counters(w: &WriterStats) -> [(&'static str, u64); 8] {
+    [
+        ("enqueued", w.enqueued),
+        ("written", w.written),
+        ("batches", w.batches),
+        ("rejected", w.rejected),
+        ("dropped full", w.dropped_full),
+        ("dropped down", w.dropped_down),
+        ("retries", w.retries),
+        ("connects", w.connects),
+    ]
+}
+
+fn write_stats(
+    probe: &Probe,
+    bus: Option<&bus_side::BusSide>,
+    store: Option<&KnowledgeStore>,
+    path: &Path,
+) -> Result<()> {
     let apps: serde_json::Map<String, serde_json::Value> = probe
         .app_stats()
         .into_iter()
@@ -467,6 +552,13 @@ fn write_stats(probe: &Probe, bus: Option<&bus_side::BusSide>, path: &Path) -> R
     let mut v = serde_json::json!({ "probe": probe.stats(), "apps": apps });
     if let Some(b) = bus {
         v["bus"] = b.stats_json();
+    }
+    if let Some(s) = store {
+        let w: serde_json::Map<String, serde_json::Value> = store_counters(&s.writer_stats())
+            .iter()
+            .map(|(k, n)| (k.replace(' ', "_"), serde_json::json!(n)))
+            .collect();
+        v["store"] = serde_json::Value::Object(w);
     }
     std::fs::write(path, serde_json::to_vec_pretty(&v)?)
         .with_context(|| format!("writing {}", path.display()))

@@ -291,6 +291,9 @@ impl<'t> Checker<'t> {
             Action::Publish { text, .. } => template(text, out),
             Action::Print(t) | Action::Exec(t) => template(t, out),
             Action::TableUpdate { value, .. } => self.metrics_of(value, out),
+            Action::StoreSet { value, .. } => template(value, out),
+            Action::StorePublish { text, .. } => template(text, out),
+            Action::StoreIncr { by, .. } => self.metrics_of(by, out),
             _ => {}
         }
     }

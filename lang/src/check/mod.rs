@@ -31,6 +31,7 @@ use crate::limits::*;
 use crate::program::*;
 use crate::selector::{parse_selector, resolve_selector};
 use crate::source::{LineIndex, ValueMap};
+use crate::store::{RawNamePart, RawStoreName};
 use crate::template::{RawPart, RawTemplate};
 
 /// A `<state>`'s own `code`/`level`/`description`, before merging.

@@ -91,6 +91,9 @@ impl<'t> Checker<'t> {
                 let k = self.resolve_key(key, a);
                 Some(Expr::Table(t?, k?))
             }
+            RawKind::StoreRead { read, name } => {
+                Some(Expr::Store(*read, self.resolve_store_name(name, a)?))
+            }
             RawKind::Unary(op, e) => {
                 let e = self.resolve_expr(e, a, scope)?;
                 Some(Expr::Unary(*op, Box::new(e)))
@@ -285,6 +288,58 @@ impl<'t> Checker<'t> {
                     seconds: *seconds,
                 })
             }
+            RawAction::StoreSet { name, ttl, value } => {
+                let n = self.resolve_store_name(name, a);
+                let t = self.ttl(ttl, a);
+                let v = self.resolve_template(value, a);
+                Some(Action::StoreSet {
+                    name: n?,
+                    ttl_s: t?,
+                    value: v?,
+                })
+            }
+            RawAction::StoreIncr { name, ttl, by } => {
+                let n = self.resolve_store_name(name, a);
+                let t = self.ttl(ttl, a);
+                let b = match by {
+                    Some(e) => self.resolve_expr(e, a, scope),
+                    None => Some(Expr::Const(1.0)),
+                };
+                Some(Action::StoreIncr {
+                    name: n?,
+                    ttl_s: t?,
+                    by: b?,
+                })
+            }
+            RawAction::StoreDel { name } => Some(Action::StoreDel {
+                name: self.resolve_store_name(name, a)?,
+            }),
+            RawAction::StoreExpire {
+                name,
+                seconds,
+                seconds_span,
+            } => {
+                let n = self.resolve_store_name(name, a);
+                if *seconds <= 0.0 || seconds.is_nan() {
+                    self.error(
+                        a.at(seconds_span.start),
+                        "a deferred deletion needs > 0 seconds (use `kv_del` to delete now)",
+                    );
+                    return None;
+                }
+                Some(Action::StoreExpire {
+                    name: n?,
+                    seconds: *seconds,
+                })
+            }
+            RawAction::StorePublish { channel, text } => {
+                let c = self.resolve_store_name(channel, a);
+                let t = self.resolve_template(text, a);
+                Some(Action::StorePublish {
+                    channel: c?,
+                    text: t?,
+                })
+            }
             RawAction::Legacy(l) => {
                 self.warn(
                     a.at(start),
@@ -295,12 +350,104 @@ impl<'t> Checker<'t> {
         }
     }
 
+    /// A volatile key's `ttl=seconds`: `Some(None)` when persistent.
+    fn ttl(
+        &mut self,
+        ttl: &Option<(f64, std::ops::Range<usize>)>,
+        a: &Attr<'_>,
+    ) -> Option<Option<f64>> {
+        match ttl {
+            None => Some(None),
+            Some((s, _)) if *s > 0.0 => Some(Some(*s)),
+            Some((_, span)) => {
+                self.error(
+                    a.at(span.start),
+                    "a volatile key's ttl is > 0 seconds (leave `ttl=` out for a persistent key)",
+                );
+                None
+            }
+        }
+    }
+
+    /// A knowledge-store key name: substitutions resolved, and the `ip`
+    /// tree keyed by an address.
+    pub(super) fn resolve_store_name(
+        &mut self,
+        raw: &RawStoreName,
+        a: &Attr<'_>,
+    ) -> Option<StoreName> {
+        let mut ok = true;
+        let mut segments = Vec::with_capacity(raw.segments.len());
+        for seg in &raw.segments {
+            let mut parts = Vec::with_capacity(seg.len());
+            for p in seg {
+                match p {
+                    RawNamePart::Lit(s) => parts.push(NamePart::Literal(s.clone())),
+                    RawNamePart::Subst(name, span) => match name.as_str() {
+                        "key" => parts.push(NamePart::Key),
+                        "app" => parts.push(NamePart::App),
+                        _ => match Field::from_name(name) {
+                            Some(f) => parts.push(NamePart::Field(f)),
+                            None => {
+                                self.error(
+                                    a.at(span.start),
+                                    format!("unknown name `%{name}` in a store key (a field, `%key` or `%app`)"),
+                                );
+                                ok = false;
+                            }
+                        },
+                    },
+                }
+            }
+            segments.push(parts);
+        }
+        if !ok {
+            return None;
+        }
+        // The `ip` tree (docs/microcloud.md) is keyed by a host address.
+        if let (Some([NamePart::Literal(tree)]), Some(host)) =
+            (segments.first().map(|s| s.as_slice()), segments.get(1))
+        {
+            if tree == "ip" {
+                let bad = host.iter().find_map(|p| match p {
+                    NamePart::Field(f) if f.field_type() != FieldType::Addr => Some(*f),
+                    _ => None,
+                });
+                if let Some(f) = bad {
+                    let at = raw.segments[1]
+                        .iter()
+                        .find_map(|p| match p {
+                            RawNamePart::Subst(n, span) if n == f.name() => Some(span.start),
+                            _ => None,
+                        })
+                        .unwrap_or(raw.span.start);
+                    self.error(
+                        a.at(at),
+                        format!(
+                            "the `ip` tree of the store is keyed by a host address; `%{}` is not an address",
+                            f.name()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(StoreName {
+            probe: raw.probe.as_ref().map(|(p, _)| p.clone()),
+            segments,
+        })
+    }
+
     pub(super) fn resolve_template(&mut self, raw: &RawTemplate, a: &Attr<'_>) -> Option<Template> {
         let mut parts = Vec::new();
         let mut ok = true;
         for p in &raw.parts {
             match p {
                 RawPart::Lit(s) => parts.push(TemplatePart::Literal(s.clone())),
+                RawPart::Store(name, _) => match self.resolve_store_name(name, a) {
+                    Some(n) => parts.push(TemplatePart::Store(n)),
+                    None => ok = false,
+                },
                 RawPart::Subst(name, span) => {
                     let at = a.at(span.start);
                     match self.resolve_subst(name, at) {
