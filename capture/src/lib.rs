@@ -37,6 +37,29 @@ pub use bpf::{BpfParseError, BpfParseErrorKind, BpfProgram};
 pub use sys::SockFilter;
 use sys::{PacketSocket, RingMap, TpacketReq3};
 
+/// What the frames of an interface start with, from its ARP hardware
+/// type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkLayer {
+    /// An Ethernet header (`ARPHRD_ETHER` 1, and loopback 772, whose
+    /// frames carry a zeroed Ethernet header).
+    Ethernet,
+    /// The IP header (`ARPHRD_NONE` 65534: tun devices, WireGuard).
+    RawIp,
+    /// Another hardware type, by number.
+    Other(u16),
+}
+
+impl LinkLayer {
+    fn from_hardware_type(t: u16) -> LinkLayer {
+        match t {
+            1 | 772 => LinkLayer::Ethernet,
+            65534 => LinkLayer::RawIp,
+            other => LinkLayer::Other(other),
+        }
+    }
+}
+
 /// Ring and socket settings.
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
@@ -312,6 +335,14 @@ impl Capture {
         &self.iface
     }
 
+    /// What the interface's frames start with.
+    pub fn link_layer(&self) -> Result<LinkLayer, CaptureError> {
+        self.sock
+            .hardware_type()
+            .map(LinkLayer::from_hardware_type)
+            .map_err(|e| CaptureError::sys(&self.iface, "getsockname", e))
+    }
+
     /// The next block the kernel handed over, waiting up to `timeout` for
     /// one. `Ok(None)` on timeout or when a signal interrupted the wait
     /// (check your stop flag and call again).
@@ -360,6 +391,14 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hardware_types_map_to_link_layers() {
+        assert_eq!(LinkLayer::from_hardware_type(1), LinkLayer::Ethernet);
+        assert_eq!(LinkLayer::from_hardware_type(772), LinkLayer::Ethernet);
+        assert_eq!(LinkLayer::from_hardware_type(65534), LinkLayer::RawIp);
+        assert_eq!(LinkLayer::from_hardware_type(32), LinkLayer::Other(32));
+    }
 
     #[test]
     fn unknown_interface_is_named() {

@@ -186,6 +186,27 @@ impl PacketSocket {
         check(rc)
     }
 
+    /// The ARP hardware type of the interface the socket is bound to
+    /// (`sll_hatype` of `getsockname`): right in any network namespace,
+    /// unlike `/sys/class/net`, which shows the namespace `/sys` was
+    /// mounted in.
+    pub(crate) fn hardware_type(&self) -> io::Result<u16> {
+        // SAFETY: `sockaddr_ll` is plain old data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as socklen_t;
+        // SAFETY: `addr` is writable for `len` bytes and `len` is a valid
+        // in/out length.
+        let rc = unsafe {
+            libc::getsockname(
+                self.raw_fd(),
+                (&mut addr as *mut libc::sockaddr_ll).cast::<libc::sockaddr>(),
+                &mut len,
+            )
+        };
+        check(rc)?;
+        Ok(addr.sll_hatype)
+    }
+
     pub(crate) fn join_fanout(&self, group: u16, mode_and_flags: u32) -> io::Result<()> {
         let arg: u32 = u32::from(group) | (mode_and_flags << 16);
         self.setsockopt(SOL_PACKET, PACKET_FANOUT, &arg)

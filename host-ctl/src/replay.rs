@@ -5,6 +5,8 @@ use std::path::Path;
 use streamon_packet::pcap::{CaptureError, PcapSource};
 use streamon_probe::{EventSink, Probe};
 
+use crate::runner::FrameTarget;
+
 /// What a replay saw.
 #[derive(Debug, Clone, Default)]
 pub struct ReplaySummary {
@@ -29,25 +31,32 @@ pub fn replay_file(
     sink: &mut dyn EventSink,
     progress: Progress<'_>,
 ) -> Result<ReplaySummary, CaptureError> {
+    let result = replay_frames(probe, path, sink, progress);
+    let pending = probe.finish();
+    result.map(|mut s| {
+        s.pending_timeouts = pending;
+        s
+    })
+}
+
+/// Feeds every frame of `path` to `target` without finishing it (the
+/// caller does: `Runner::finish`). `pending_timeouts` is left 0. On a
+/// truncated or corrupt file the frames before the damage have been fed.
+pub fn replay_frames(
+    target: &mut dyn FrameTarget,
+    path: &Path,
+    sink: &mut dyn EventSink,
+    progress: Progress<'_>,
+) -> Result<ReplaySummary, CaptureError> {
     let mut src = PcapSource::open(path)?;
     let mut summary = ReplaySummary::default();
-    loop {
-        match src.next_frame() {
-            Ok(Some(f)) => {
-                probe.frame(f.data, f.linktype, f.meta, sink);
-                summary.frames += 1;
-                if summary.frames & 0xfff == 0 {
-                    progress(summary.frames, src.byte_offset());
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                probe.finish();
-                return Err(e);
-            }
+    while let Some(f) = src.next_frame()? {
+        target.frame(f.data, f.linktype, f.meta, sink);
+        summary.frames += 1;
+        if summary.frames & 0xfff == 0 {
+            progress(summary.frames, src.byte_offset());
         }
     }
     summary.bytes = src.byte_offset();
-    summary.pending_timeouts = probe.finish();
     Ok(summary)
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use streamon_host_ctl::live::{self, LiveOptions, LiveSummary};
+use streamon_host_ctl::runner::Runner;
 use streamon_host_ctl::{replay, tracegen};
 use streamon_microcloud::{LookupConfig, WriterConfig, WriterStats};
 use streamon_probe::{
@@ -67,8 +69,16 @@ struct RunArgs {
     #[arg(long = "app", required = true)]
     apps: Vec<PathBuf>,
     /// Capture to replay (pcap or pcapng, sniffed by content).
-    #[arg(long)]
-    pcap: PathBuf,
+    #[arg(long, required_unless_present = "iface", conflicts_with = "iface")]
+    pcap: Option<PathBuf>,
+    #[command(flatten)]
+    live: LiveArgs,
+    /// Worker threads for the applications (1: all on the reading thread).
+    /// The applications are spread over the workers; events and counters
+    /// are the same at any count (`docs/probe.md`).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Where events go (`-` = standard output).
     #[arg(long, default_value = "-")]
     events: String,
@@ -110,6 +120,34 @@ struct RunArgs {
     redis_queue: usize,
     #[command(flatten)]
     bus: BusArgs,
+}
+
+/// Live capture options (`docs/capture.md`; needs CAP_NET_RAW).
+#[derive(clap::Args)]
+struct LiveArgs {
+    /// Capture live from this interface (AF_PACKET, TPACKET_V3 ring)
+    /// instead of replaying a file. Stops on Ctrl-C, `--duration` or
+    /// `--count`, then prints the summary with the kernel's drop counters.
+    #[arg(long, value_name = "NAME")]
+    iface: Option<String>,
+    /// Stop the live capture after this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "iface")]
+    duration: Option<f64>,
+    /// Stop the live capture after this many frames.
+    #[arg(long, value_name = "N", requires = "iface")]
+    count: Option<u64>,
+    /// Kernel pre-filter: a classic-BPF program as printed by
+    /// `tcpdump -ddd EXPR` (or `-dd`).
+    #[arg(long, value_name = "FILE", requires = "iface")]
+    bpf: Option<PathBuf>,
+    /// Ring blocks of 1 MiB (more blocks: more slack before the kernel
+    /// drops).
+    #[arg(long, default_value_t = 64, value_name = "N", requires = "iface")]
+    ring_blocks: usize,
+    /// Also write every captured frame (kernel timestamps) to this pcap
+    /// file, so the same input can be replayed with `--pcap`.
+    #[arg(long, value_name = "FILE", requires = "iface")]
+    write_pcap: Option<PathBuf>,
 }
 
 /// The ZeroMQ bus options (`docs/operations.md`). They need a `streamon`
@@ -321,9 +359,18 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    let live_opts = match &args.live.iface {
+        Some(iface) => Some(live_options(iface, &args.live)?),
+        None => None,
+    };
     let mut sink = WriterSink::new(open_events(&args.events)?, format_of(args.format));
-    let total = std::fs::metadata(&args.pcap).map(|m| m.len()).unwrap_or(0);
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let total = args
+        .pcap
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let bar = (args.pcap.is_some() && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
@@ -348,10 +395,36 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         first: &mut filtered,
         second: bus.as_mut().and_then(|b| b.sink()),
     };
-    let result = replay::replay_file(&mut probe, &args.pcap, &mut tee, &mut progress);
+    let mut runner = Runner::new(probe, usize::from(args.threads));
+    let mut live_summary: Option<LiveSummary> = None;
+    let result: Result<()> = match (&args.pcap, &live_opts) {
+        (Some(pcap), _) => replay::replay_frames(&mut runner, pcap, &mut tee, &mut progress)
+            .map(|_| ())
+            .with_context(|| format!("replaying {}", pcap.display())),
+        (None, Some(opts)) => {
+            // Ctrl-C and SIGTERM raise the flag; the capture loop sees it
+            // within one poll (100 ms) and stops cleanly.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone())
+                    .context("installing a signal handler")?;
+            }
+            let mut ready = |iface: &str| eprintln!("capturing on {iface} (Ctrl-C stops)");
+            match live::run_live(&mut runner, opts, &stop, &mut tee, &mut ready) {
+                Ok(s) => {
+                    live_summary = Some(s);
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::Error::from(e).context("live capture")),
+            }
+        }
+        (None, None) => unreachable!("clap requires --pcap or --iface"),
+    };
+    let finished = runner.finish(&mut tee);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let (probe, _pending) = finished.context("running the applications")?;
     sink.flush().context("writing events")?;
     // Let queued store writes reach Redis before exiting (bounded: Redis
     // may be down; what is left is counted as dropped when the writer
@@ -359,7 +432,15 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
     if let Some(s) = &store {
         s.writer().wait_idle(Duration::from_secs(5));
     }
+    if args.pcap.is_none() && live_summary.is_none() {
+        // The capture never started (no such interface, no permission):
+        // there is nothing to summarise.
+        return result.map(|()| ExitCode::SUCCESS);
+    }
     print_summary(&probe, &sink);
+    if let Some(l) = &live_summary {
+        print_live_summary(l);
+    }
     if let Some(b) = &bus {
         b.print_summary(&mut std::io::stderr().lock());
     }
@@ -367,11 +448,60 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         print_store_summary(s);
     }
     if let Some(path) = &args.stats_json {
-        write_stats(&probe, bus.as_ref(), store.as_ref(), path)?;
+        write_stats(&probe, bus.as_ref(), store.as_ref(), live_summary.as_ref(), path)?;
     }
-    match result {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(e).with_context(|| format!("replaying {}", args.pcap.display())),
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+fn live_options(iface: &str, args: &LiveArgs) -> Result<LiveOptions> {
+    let filter = match &args.bpf {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                streamon_capture::BpfProgram::parse(&text)
+                    .with_context(|| format!("{}: not a `tcpdump -ddd` program", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let duration = match args.duration {
+        Some(d) if d.is_finite() && d > 0.0 => Some(std::time::Duration::from_secs_f64(d)),
+        Some(d) => bail!("--duration {d}: give a positive number of seconds"),
+        None => None,
+    };
+    Ok(LiveOptions {
+        iface: iface.to_string(),
+        config: streamon_capture::CaptureConfig {
+            block_count: args.ring_blocks,
+            filter,
+            ..streamon_capture::CaptureConfig::default()
+        },
+        duration,
+        count: args.count,
+        write_pcap: args.write_pcap.clone(),
+    })
+}
+
+fn print_live_summary(l: &LiveSummary) {
+    let c = &l.capture;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "--- live capture ---");
+    let _ = writeln!(err, "stopped by        {}", l.stopped_by.name());
+    let _ = writeln!(err, "seconds           {:.3}", l.elapsed.as_secs_f64());
+    let _ = writeln!(err, "frames read       {}", c.frames);
+    let _ = writeln!(err, "kernel packets    {}", c.kernel_packets);
+    let _ = writeln!(err, "kernel drops      {}", c.kernel_drops);
+    let _ = writeln!(err, "left in ring      {}", l.left_in_ring());
+    for (label, n) in [
+        ("ring freezes", c.kernel_freezes),
+        ("ring errors", c.ring_errors),
+        ("vlan restored", c.vlan_restored),
+        ("vlan not restored", c.vlan_not_restored),
+    ] {
+        if n > 0 {
+            let _ = writeln!(err, "{label:<17} {n}");
+        }
     }
 }
 
@@ -542,6 +672,7 @@ fn write_stats(
     probe: &Probe,
     bus: Option<&bus_side::BusSide>,
     store: Option<&KnowledgeStore>,
+    live: Option<&LiveSummary>,
     path: &Path,
 ) -> Result<()> {
     let apps: serde_json::Map<String, serde_json::Value> = probe
@@ -559,6 +690,23 @@ fn write_stats(
             .map(|(k, n)| (k.replace(' ', "_"), serde_json::json!(n)))
             .collect();
         v["store"] = serde_json::Value::Object(w);
+    }
+    if let Some(l) = live {
+        let c = &l.capture;
+        v["capture"] = serde_json::json!({
+            "stopped_by": l.stopped_by.name(),
+            "seconds": l.elapsed.as_secs_f64(),
+            "frames": c.frames,
+            "bytes": c.bytes,
+            "blocks": c.blocks,
+            "kernel_packets": c.kernel_packets,
+            "kernel_drops": c.kernel_drops,
+            "kernel_freezes": c.kernel_freezes,
+            "left_in_ring": l.left_in_ring(),
+            "ring_errors": c.ring_errors,
+            "vlan_restored": c.vlan_restored,
+            "vlan_not_restored": c.vlan_not_restored,
+        });
     }
     std::fs::write(path, serde_json::to_vec_pretty(&v)?)
         .with_context(|| format!("writing {}", path.display()))
