@@ -448,7 +448,13 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         print_store_summary(s);
     }
     if let Some(path) = &args.stats_json {
-        write_stats(&probe, bus.as_ref(), store.as_ref(), live_summary.as_ref(), path)?;
+        write_stats(
+            &probe,
+            bus.as_ref(),
+            store.as_ref(),
+            live_summary.as_ref(),
+            path,
+        )?;
     }
     result.map(|()| ExitCode::SUCCESS)
 }
