@@ -22,11 +22,18 @@ pub struct Layout {
     pub exact_ways: usize,
     /// Global counter banks.
     pub global_banks: usize,
+    /// Decaying-filter (`tewma`) banks.
+    pub df_banks: usize,
+    /// log2 of the cells per row of a decaying-filter bank (maximum).
+    pub df_cell_bits: usize,
+    /// Rows per decaying-filter bank (maximum).
+    pub df_rows: usize,
 }
 
 /// The layout the Verilator model (`streamon-sim`) is built with: small
-/// banks, so equivalence tests see collisions, swaps and evictions.
-pub type SimPipeline = Pipeline<2, 3, 8, 2, 3, 8, 4, 1>;
+/// banks, so equivalence tests see collisions, swaps and evictions, and a
+/// small model, so Verilator builds it quickly.
+pub type SimPipeline = Pipeline<2, 3, 8, 2, 3, 8, 4, 1, 2, 6, 64, 4>;
 /// [`SimPipeline`]'s layout.
 pub const SIM: Layout = Layout {
     name: "sim",
@@ -36,10 +43,13 @@ pub const SIM: Layout = Layout {
     exact_bucket_bits: 3,
     exact_ways: 4,
     global_banks: 1,
+    df_banks: 2,
+    df_cell_bits: 6,
+    df_rows: 4,
 };
 
 /// Tiny layout for the iCE40 place-and-route figure.
-pub type Ice40Pipeline = Pipeline<1, 1, 2, 0, 1, 2, 1, 1>;
+pub type Ice40Pipeline = Pipeline<1, 1, 2, 0, 1, 2, 1, 1, 0, 4, 16, 1>;
 /// [`Ice40Pipeline`]'s layout.
 pub const ICE40: Layout = Layout {
     name: "ice40",
@@ -49,11 +59,14 @@ pub const ICE40: Layout = Layout {
     exact_bucket_bits: 1,
     exact_ways: 1,
     global_banks: 1,
+    df_banks: 0,
+    df_cell_bits: 4,
+    df_rows: 1,
 };
 
 /// The "default 16-metric" layout for the synthesis report: 8 detectors of
 /// 2^16 bits per filter, 6 exact tables of 2^10 buckets × 4 ways, 2 globals.
-pub type SynthPipeline = Pipeline<8, 7, 128, 6, 10, 1024, 4, 2>;
+pub type SynthPipeline = Pipeline<8, 7, 128, 6, 10, 1024, 4, 2, 0, 4, 16, 1>;
 /// [`SynthPipeline`]'s layout.
 pub const SYNTH: Layout = Layout {
     name: "synth16",
@@ -63,6 +76,9 @@ pub const SYNTH: Layout = Layout {
     exact_bucket_bits: 10,
     exact_ways: 4,
     global_banks: 2,
+    df_banks: 0,
+    df_cell_bits: 4,
+    df_rows: 1,
 };
 
 /// Builds, connects, checks (`check_all`) and translates a pipeline; the
@@ -80,8 +96,12 @@ pub fn verilog_of<
     const ENB: usize,
     const EW: usize,
     const NG: usize,
+    const NF: usize,
+    const FAB: usize,
+    const FNB: usize,
+    const FR: usize,
 >() -> String {
-    let mut p = Pipeline::<NV, VAB, VNB, NE, EAB, ENB, EW, NG>::new();
+    let mut p = Pipeline::<NV, VAB, VNB, NE, EAB, ENB, EW, NG, NF, FAB, FNB, FR>::new();
     connect_ports(&mut p);
     p.connect_all();
     check_all(&p).expect("pipeline passes RustHDL's checks");
@@ -98,8 +118,12 @@ pub fn connect_ports<
     const ENB: usize,
     const EW: usize,
     const NG: usize,
+    const NF: usize,
+    const FAB: usize,
+    const FNB: usize,
+    const FR: usize,
 >(
-    p: &mut Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG>,
+    p: &mut Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG, NF, FAB, FNB, FR>,
 ) {
     p.clock.connect();
     p.in_valid.connect();
@@ -114,9 +138,9 @@ pub fn connect_ports<
 /// Verilog of a named layout (`sim`, `ice40`, `synth16`).
 pub fn verilog_for(name: &str) -> Option<String> {
     Some(match name {
-        "sim" => verilog_of::<2, 3, 8, 2, 3, 8, 4, 1>(),
-        "ice40" => verilog_of::<1, 1, 2, 0, 1, 2, 1, 1>(),
-        "synth16" => verilog_of::<8, 7, 128, 6, 10, 1024, 4, 2>(),
+        "sim" => verilog_of::<2, 3, 8, 2, 3, 8, 4, 1, 2, 6, 64, 4>(),
+        "ice40" => verilog_of::<1, 1, 2, 0, 1, 2, 1, 1, 0, 4, 16, 1>(),
+        "synth16" => verilog_of::<8, 7, 128, 6, 10, 1024, 4, 2, 0, 4, 16, 1>(),
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@
 //! * [`vd_bank`]: variation detectors (two blocked Bloom filters, swap rule);
 //! * [`exact_bank`]: exact per-key counters (`dleft`);
 //! * [`global_bank`]: the global counter;
+//! * [`decay_bank`]: time-decaying counting Bloom filters (`tewma`);
 //! * [`pipeline`]: the op decoder, the `IF_NEW` gate and the result path.
 //!
 //! Every op's result is the one `docs/metric-contract.md` defines; the
@@ -17,6 +18,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod decay_bank;
 pub mod exact_bank;
 pub mod global_bank;
 pub mod h3_unit;

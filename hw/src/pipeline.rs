@@ -1,17 +1,19 @@
 //! The metric pipeline: op decoder, banks, result path. One op enters per
-//! clock; its result leaves four clocks later.
+//! clock; its result leaves five clocks later.
 //!
 //! | stage | what happens |
 //! |---|---|
 //! | 1 | the 64-byte op record is registered |
 //! | 2 | key masked and hashed (H3 unit); the op is checked (kind, metric id, key length, kind-for-metric, static gate rule); every bank issues its RAM read from the hash |
-//! | 3 | RAM data (forwarded when the previous op wrote the same word); the gate of the previous op is applied; the addressed bank computes and writes back |
-//! | 4 | the 16-byte result record is registered on `out_result` |
+//! | 3 | RAM data (forwarded when the previous op wrote the same word); the gate of the previous op is applied; detector, exact and global banks compute and write back; decaying filters read their decay tables |
+//! | 4 | decaying filters decay, take the minimum and write back; their result joins the result record |
+//! | 5 | the 16-byte result record is registered on `out_result` |
 //!
 //! The `IF_NEW` gate depends on the previous op's detector result, which is
 //! known in stage 3 of that op, one clock before this op reaches stage 3; so
 //! the gate is a register and the pipeline never stalls.
 
+use crate::decay_bank::DecayBank;
 use crate::exact_bank::ExactBank;
 use crate::global_bank::GlobalBank;
 use crate::h3_unit::H3Unit;
@@ -21,11 +23,17 @@ use crate::vd_bank::VdBank;
 use rust_hdl::prelude::*;
 
 /// The capability bitmap: bit `k` set if the hardware hosts
-/// `MetricKind` code `k` (VariationDetector 1, Global 5, ExactCounter 6).
-pub const CAPABILITIES: u64 = 1 << 1 | 1 << 5 | 1 << 6;
+/// `MetricKind` code `k` (VariationDetector 1, DecayingFilter 2, Global 5,
+/// ExactCounter 6).
+pub const CAPABILITIES: u64 = 1 << 1 | 1 << 2 | 1 << 5 | 1 << 6;
+
+/// Clocks from an op's input clock (counted) to its result on
+/// `out_result`: five registered stages.
+pub const LATENCY: u64 = 5;
 
 /// The pipeline with `NV` detector banks of `2^VAB` blocks, `NE` exact banks
-/// of `2^EAB` buckets × `EW` ways and `NG` global counters.
+/// of `2^EAB` buckets × `EW` ways, `NG` global counters and `NF` decaying
+/// filters of `FR` rows × `2^FAB` cells (`FNB = 2^FAB`).
 ///
 /// Inputs: `in_valid`/`in_op` (the contract's 64-byte op record, byte `i`
 /// in bits `8i..8i+8`), the configuration bus, the dump port.
@@ -41,6 +49,10 @@ pub struct Pipeline<
     const ENB: usize,
     const EW: usize,
     const NG: usize,
+    const NF: usize,
+    const FAB: usize,
+    const FNB: usize,
+    const FR: usize,
 > {
     /// Clock.
     pub clock: Signal<In, Clock>,
@@ -71,6 +83,7 @@ pub struct Pipeline<
     vd: [VdBank<VAB, VNB>; NV],
     exact: [ExactBank<EAB, ENB, EW>; NE],
     global: [GlobalBank; NG],
+    decay: [DecayBank<FAB, FNB, FR>; NF],
     v1: DFF<Bit>,
     op1: DFF<Bits<512>>,
     v2: DFF<Bit>,
@@ -94,6 +107,8 @@ pub struct Pipeline<
     pre3: DFF<Bits<8>>,
     gate_valid: DFF<Bit>,
     gate_open: DFF<Bit>,
+    v4: DFF<Bit>,
+    r4: DFF<Bits<128>>,
     out_v: DFF<Bit>,
     out_r: DFF<Bits<128>>,
     dump_sel: DFF<Bits<8>>,
@@ -112,6 +127,7 @@ pub struct Pipeline<
     value: Signal<Local, Bits<64>>,
     rflags: Signal<Local, Bits<8>>,
     dump_bank: Signal<Local, Bits<16>>,
+    df_value: Signal<Local, Bits<64>>,
 }
 
 impl<
@@ -123,12 +139,16 @@ impl<
         const ENB: usize,
         const EW: usize,
         const NG: usize,
-    > Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG>
+        const NF: usize,
+        const FAB: usize,
+        const FNB: usize,
+        const FR: usize,
+    > Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG, NF, FAB, FNB, FR>
 {
     /// Builds the pipeline (all metrics uninstalled).
     pub fn new() -> Self {
         assert!(
-            NV <= 16 && NE <= 16 && NG <= 16,
+            NV <= 16 && NE <= 16 && NG <= 16 && NF <= 16,
             "at most 16 banks of a kind"
         );
         Pipeline {
@@ -149,6 +169,7 @@ impl<
             vd: std::array::from_fn(|i| VdBank::new(regmap::vd_bank(i))),
             exact: std::array::from_fn(|i| ExactBank::new(regmap::exact_bank(i))),
             global: std::array::from_fn(|i| GlobalBank::new(regmap::global_bank(i))),
+            decay: std::array::from_fn(|i| DecayBank::new(regmap::df_bank(i), regmap::df_page(i))),
             v1: Default::default(),
             op1: Default::default(),
             v2: Default::default(),
@@ -172,6 +193,8 @@ impl<
             pre3: Default::default(),
             gate_valid: Default::default(),
             gate_open: Default::default(),
+            v4: Default::default(),
+            r4: Default::default(),
             out_v: Default::default(),
             out_r: Default::default(),
             dump_sel: Default::default(),
@@ -190,6 +213,7 @@ impl<
             value: Default::default(),
             rflags: Default::default(),
             dump_bank: Default::default(),
+            df_value: Default::default(),
         }
     }
 }
@@ -203,7 +227,11 @@ impl<
         const ENB: usize,
         const EW: usize,
         const NG: usize,
-    > Default for Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG>
+        const NF: usize,
+        const FAB: usize,
+        const FNB: usize,
+        const FR: usize,
+    > Default for Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG, NF, FAB, FNB, FR>
 {
     fn default() -> Self {
         Self::new()
@@ -219,14 +247,18 @@ impl<
         const ENB: usize,
         const EW: usize,
         const NG: usize,
-    > Logic for Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG>
+        const NF: usize,
+        const FAB: usize,
+        const FNB: usize,
+        const FR: usize,
+    > Logic for Pipeline<NV, VAB, VNB, NE, EAB, ENB, EW, NG, NF, FAB, FNB, FR>
 {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
             self, clock, v1, op1, v2, metric2, kind2, flags2, len2, value2, ts2, key2, hash2, v3,
             metric3, kind3, flags3, len3, value3, ts3, key3, hash3, pre3, gate_valid, gate_open,
-            out_v, out_r, dump_sel
+            v4, r4, out_v, out_r, dump_sel
         );
         self.regs.clock.next = self.clock.val();
         self.regs.cfg_we.next = self.cfg_we.val();
@@ -258,7 +290,10 @@ impl<
             self.supported.next =
                 (self.kind2.q.val() > 0) && (self.kind2.q.val() < 4) || (self.kind2.q.val() == 8);
         }
-        if (self.entry2.val().get_bits::<4>(0) == 5) | (self.entry2.val().get_bits::<4>(0) == 6) {
+        if (self.entry2.val().get_bits::<4>(0) == 2)
+            | (self.entry2.val().get_bits::<4>(0) == 5)
+            | (self.entry2.val().get_bits::<4>(0) == 6)
+        {
             self.supported.next = (self.kind2.q.val() > 3) && (self.kind2.q.val() < 9);
         }
         self.pre.next = 0.into();
@@ -360,6 +395,21 @@ impl<
                 self.value.next = self.global[i].result.val();
             }
         }
+        for i in 0..NF {
+            self.decay[i].clock.next = self.clock.val();
+            self.decay[i].hash_s2.next = self.hash2.q.val();
+            self.decay[i].value.next = self.value3.q.val();
+            self.decay[i].ts.next = self.ts3.q.val();
+            self.decay[i].kind.next = self.ekind.val();
+            self.decay[i].go.next = self.run.val()
+                && (self.entry3.val().get_bits::<4>(0) == 2)
+                && self.bank_sel.val().get_bit(i);
+            self.decay[i].cfg_we.next = self.cfg_we.val();
+            self.decay[i].cfg_addr.next = self.cfg_addr.val();
+            self.decay[i].cfg_data.next = self.cfg_data.val();
+            self.decay[i].dump_en.next = self.dump_en.val();
+            self.decay[i].dump_word.next = self.dump_addr.val().get_bits::<24>(0);
+        }
         if !self.ok.val() {
             self.value.next = 0.into();
             self.rflags.next = 0.into();
@@ -375,11 +425,19 @@ impl<
                 self.ok.val() && ((self.kind3.q.val() == 1) | (self.kind3.q.val() == 3));
             self.gate_open.d.next = self.value.val() == 0;
         }
-        self.out_v.d.next = self.v3.q.val();
-        self.out_r.d.next = bit_cast::<128, 64>(self.value.val())
+        // Stage 4: a decaying filter's value joins the record (its bank
+        // outputs zero unless it ran the op; other banks left value 0).
+        self.v4.d.next = self.v3.q.val();
+        self.r4.d.next = bit_cast::<128, 64>(self.value.val())
             | (bit_cast::<128, 16>(self.metric3.q.val()) << 64)
             | (bit_cast::<128, 8>(self.status.val()) << 80)
             | (bit_cast::<128, 8>(self.rflags.val()) << 88);
+        self.df_value.next = 0.into();
+        for i in 0..NF {
+            self.df_value.next = self.df_value.val() | self.decay[i].result.val();
+        }
+        self.out_v.d.next = self.v4.q.val();
+        self.out_r.d.next = self.r4.q.val() | bit_cast::<128, 64>(self.df_value.val());
         self.out_valid.next = self.out_v.q.val();
         self.out_result.next = self.out_r.q.val();
         // Dump data mux: bank select registered with the bank's read.
@@ -399,6 +457,11 @@ impl<
         for i in 0..NG {
             if (self.dump_sel.q.val().get_bits::<4>(4) == 2) && self.dump_bank.val().get_bit(i) {
                 self.dump_data.next = self.global[i].dump_data.val();
+            }
+        }
+        for i in 0..NF {
+            if (self.dump_sel.q.val().get_bits::<4>(4) == 3) && self.dump_bank.val().get_bit(i) {
+                self.dump_data.next = self.decay[i].dump_data.val();
             }
         }
     }

@@ -33,6 +33,23 @@ pub const fn global_bank(i: usize) -> usize {
     0x0300 + 16 * i
 }
 
+/// Base of decaying-filter bank `i`: `+0` log2 cells per row, `+1` rows,
+/// `+2` tick shift (installs).
+pub const fn df_bank(i: usize) -> usize {
+    0x0400 + 16 * i
+}
+
+/// Decay-table page of decaying-filter bank `i` (address bits 11..16).
+pub const fn df_page(i: usize) -> usize {
+    0x10 + i
+}
+
+/// Entry `age` (0..2048) of decaying-filter bank `i`'s decay table: the
+/// Q1.16 factor in `cfg_data` bits 0..17. Written before the install.
+pub const fn df_factor(i: usize, age: usize) -> usize {
+    df_page(i) << 11 | age
+}
+
 /// Dump bank select of detector bank `i`.
 pub const fn dump_vd(i: usize) -> u32 {
     (i as u32) << 24
@@ -46,6 +63,11 @@ pub const fn dump_exact(i: usize) -> u32 {
 /// Dump bank select of global bank `i`.
 pub const fn dump_global(i: usize) -> u32 {
     (0x20 + i as u32) << 24
+}
+
+/// Dump bank select of decaying-filter bank `i`.
+pub const fn dump_df(i: usize) -> u32 {
+    (0x30 + i as u32) << 24
 }
 
 /// Memory words of a bank's dump space.
@@ -72,4 +94,10 @@ pub const fn dump_vd_word(f: u32, b: u32, j: u32) -> u32 {
 /// of bucket `b`.
 pub const fn dump_slot_word(b: u32, w: u32, j: u32) -> u32 {
     DUMP_MEM | b << 7 | w << 4 | j
+}
+
+/// Decaying-filter memory word `j` (0: count, 1: tick) of cell `c` of row
+/// `r`.
+pub const fn dump_df_word(r: u32, c: u32, j: u32) -> u32 {
+    DUMP_MEM | r << 16 | c << 1 | j
 }

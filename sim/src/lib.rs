@@ -7,7 +7,8 @@
 //! reads state back through the dump port into the contract's dump layout.
 //!
 //! The hardware hosts the kinds in [`CAPABILITIES`] (VariationDetector,
-//! ExactCounter, Global) within the layout's bank counts and sizes;
+//! DecayingFilter, ExactCounter, Global) within the layout's bank counts and
+//! sizes;
 //! [`SimEngine::hostable`] tells which plans fit, and [`SimEngine::new`]
 //! refuses the others with [`SimError`] so they are routed to the software
 //! engine instead of being answered differently.
@@ -19,6 +20,7 @@ use std::cell::RefCell;
 
 use streamon_contract::dump::{BLOCK_WORDS, SLOT_WORDS};
 use streamon_contract::fixed::initial_swap_threshold;
+use streamon_contract::fixed::DECAY_TABLE_LEN;
 use streamon_contract::{MetricEngine, MetricId, MetricKind, MetricPlan, Op, OpResult};
 use streamon_hw::layout::{Layout, SIM};
 use streamon_hw::regmap;
@@ -60,6 +62,7 @@ enum Bank {
     Vd(usize),
     Exact(usize),
     Global(usize),
+    Decay(usize),
 }
 
 /// The Verilated pipeline as a metric engine.
@@ -106,6 +109,18 @@ impl SimEngine {
                 Bank::Global(i) => {
                     w.push((regmap::global_bank(i) as u16, 0));
                     (MetricKind::Global as u64, i)
+                }
+                Bank::Decay(i) => {
+                    // The decay table first: the tick shift write installs.
+                    debug_assert_eq!(plan.decay.len(), DECAY_TABLE_LEN);
+                    for (age, &f) in plan.decay.iter().enumerate() {
+                        w.push((regmap::df_factor(i, age) as u16, f as u64));
+                    }
+                    let base = regmap::df_bank(i) as u16;
+                    w.push((base, plan.log2_size as u64));
+                    w.push((base + 1, plan.width as u64));
+                    w.push((base + 2, plan.tick_shift as u64));
+                    (MetricKind::DecayingFilter as u64, i)
                 }
             };
             w.push(((regmap::METRIC_MAP + m) as u16, code | (idx as u64) << 4));
@@ -163,7 +178,7 @@ fn assign_banks(plans: &[MetricPlan]) -> Result<Vec<Bank>, SimError> {
             ),
         });
     }
-    let (mut nv, mut ne, mut ng) = (0, 0, 0);
+    let (mut nv, mut ne, mut ng, mut nf) = (0, 0, 0, 0);
     let mut out = Vec::with_capacity(plans.len());
     for (m, p) in plans.iter().enumerate() {
         let fit = |ok: bool, why: String| {
@@ -210,6 +225,21 @@ fn assign_banks(plans: &[MetricPlan]) -> Result<Vec<Bank>, SimError> {
                 )?;
                 ng += 1;
                 Bank::Global(ng - 1)
+            }
+            MetricKind::DecayingFilter => {
+                fit(
+                    nf < LAYOUT.df_banks,
+                    format!("only {} decaying-filter banks", LAYOUT.df_banks),
+                )?;
+                fit(
+                    p.log2_size <= LAYOUT.df_cell_bits as u32 && p.width as usize <= LAYOUT.df_rows,
+                    format!(
+                        "filter of {} rows x 2^{} cells > bank's {} x 2^{}",
+                        p.width, p.log2_size, LAYOUT.df_rows, LAYOUT.df_cell_bits
+                    ),
+                )?;
+                nf += 1;
+                Bank::Decay(nf - 1)
             }
             kind => {
                 return Err(SimError::KindNotInHardware {
@@ -293,6 +323,19 @@ impl SimEngine {
             Bank::Global(i) => {
                 out.push(0);
                 out.extend(self.read(&[regmap::dump_global(i) | regmap::DUMP_GLOBAL_SUM]));
+            }
+            Bank::Decay(i) => {
+                let sel = regmap::dump_df(i);
+                out.extend(self.read(&[sel | regmap::DUMP_EVENTS]));
+                let cells = 1u32 << plan.log2_size;
+                let addrs: Vec<u32> = (0..plan.width)
+                    .flat_map(|r| {
+                        (0..cells).flat_map(move |c| {
+                            (0..2).map(move |j| sel | regmap::dump_df_word(r, c, j))
+                        })
+                    })
+                    .collect();
+                out.extend(self.read(&addrs));
             }
         }
         Some(out)

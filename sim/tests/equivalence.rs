@@ -5,11 +5,11 @@
 //! on real traces.
 //!
 //! Covered kinds: every kind the hardware claims (`CAPABILITIES`):
-//! VariationDetector, ExactCounter, Global.
+//! VariationDetector, DecayingFilter, ExactCounter, Global.
 
 use proptest::prelude::*;
 use streamon_contract::op::OP_FLAG_IF_NEW;
-use streamon_contract::plan::TableSpec;
+use streamon_contract::plan::{TableSpec, TimeConstant};
 use streamon_contract::{MetricEngine, MetricKind, MetricPlan, MetricSpec, Op, OpKind, OpResult};
 use streamon_sim::{SimEngine, CAPABILITIES};
 use streamon_sw::SwEngine;
@@ -39,13 +39,26 @@ fn plans() -> Vec<MetricPlan> {
                 ways: 4,
             },
         },
+        // τ = 1 ms: ticks of 8.2 µs, so the streams' steps cover every age
+        // of the decay table and beyond.
+        MetricSpec::DecayingFilter {
+            log2_cells: 4,
+            rows: 4,
+            tau: TimeConstant { tau_ns: 1e6 },
+        },
+        // τ = 20 ms: counts build up, and saturate with u32::MAX values.
+        MetricSpec::DecayingFilter {
+            log2_cells: 6,
+            rows: 3,
+            tau: TimeConstant { tau_ns: 2e7 },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
     .collect()
 }
 
-const N_METRICS: u16 = 5;
+const N_METRICS: u16 = 7;
 
 /// Compares results op by op and every metric's dump; the error names the
 /// first differing op and both results.
@@ -154,6 +167,27 @@ fn the_model_claims_what_it_implements() {
     assert!(
         SimEngine::new(&[big]).is_err(),
         "a detector larger than its bank is refused"
+    );
+    let tewma = |log2_cells, rows| {
+        MetricPlan::install(MetricSpec::DecayingFilter {
+            log2_cells,
+            rows,
+            tau: TimeConstant { tau_ns: 6e10 },
+        })
+        .unwrap()
+    };
+    assert!(SimEngine::new(&[tewma(6, 4)]).is_ok());
+    assert!(
+        SimEngine::new(&[tewma(7, 4)]).is_err(),
+        "a decaying filter with more cells than its bank is refused"
+    );
+    assert!(
+        SimEngine::new(&[tewma(4, 5)]).is_err(),
+        "a decaying filter with more rows than its bank is refused"
+    );
+    assert!(
+        SimEngine::new(&[tewma(4, 1), tewma(4, 1), tewma(4, 1)]).is_err(),
+        "more decaying filters than banks are refused"
     );
 }
 

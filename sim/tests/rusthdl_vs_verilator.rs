@@ -4,7 +4,7 @@
 //! must give the same result records as the Verilog Verilator compiled.
 
 use rust_hdl::prelude::*;
-use streamon_contract::plan::TableSpec;
+use streamon_contract::plan::{TableSpec, TimeConstant};
 use streamon_contract::{MetricEngine, MetricPlan, MetricSpec, Op, OpKind, OpResult};
 use streamon_hw::layout::{connect_ports, SimPipeline};
 use streamon_sim::SimEngine;
@@ -37,6 +37,11 @@ fn rusthdl_simulator_agrees_with_verilator() {
             },
         },
         MetricSpec::Global,
+        MetricSpec::DecayingFilter {
+            log2_cells: 4,
+            rows: 2,
+            tau: TimeConstant { tau_ns: 2e6 },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
@@ -69,12 +74,29 @@ fn rusthdl_simulator_agrees_with_verilator() {
         if i % 7 == 6 {
             ops.push(Op::new(1, OpKind::Clear, &[], 0, 0).unwrap());
         }
+        // Back-to-back on the same cells, with decay between packets.
+        let ts = (i as u64) * 150_000;
+        ops.push(Op::new(3, OpKind::AddGet, &key[..1], i % 3 + 1, ts).unwrap());
+        ops.push(
+            Op::new(
+                3,
+                [OpKind::AddGet, OpKind::Get, OpKind::ResetKey][i as usize % 3],
+                &key[..1],
+                2,
+                ts,
+            )
+            .unwrap(),
+        );
+        if i == 17 {
+            ops.push(Op::new(3, OpKind::Clear, &[], 0, ts).unwrap());
+        }
     }
     let mut sim = SimEngine::new(&plans).unwrap();
     let mut want = vec![OpResult::default(); ops.len()];
     sim.apply(&ops, &mut want);
 
     let writes = SimEngine::config_writes(&plans).unwrap();
+    let budget = 10 * (writes.len() as u64 + ops.len() as u64 + 64) * 10;
     let stream: Vec<Bits<512>> = ops.iter().map(op_bits).collect();
     let n = ops.len();
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -107,7 +129,7 @@ fn rusthdl_simulator_agrees_with_verilator() {
         }
         sim.done(x)
     });
-    hdl.run(Box::new(uut), 10 * (n as u64 + 64) * 10).unwrap();
+    hdl.run(Box::new(uut), budget).unwrap();
     let got: Vec<OpResult> = got.lock().unwrap().iter().map(|&v| result_of(v)).collect();
     assert_eq!(got.len(), n);
     for i in 0..n {

@@ -3,7 +3,7 @@
 //! same-address bursts, latency, and simulation speed. `hw/report.sh`
 //! prints these lines (run with `--nocapture`).
 
-use streamon_contract::plan::TableSpec;
+use streamon_contract::plan::{TableSpec, TimeConstant};
 use streamon_contract::{MetricEngine, MetricPlan, MetricSpec, Op, OpKind, OpResult};
 use streamon_sim::SimEngine;
 use streamon_sw::SwEngine;
@@ -31,6 +31,11 @@ fn plans() -> Vec<MetricPlan> {
                 ways: 2,
             },
         },
+        MetricSpec::DecayingFilter {
+            log2_cells: 6,
+            rows: 4,
+            tau: TimeConstant { tau_ns: 5e7 },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
@@ -38,13 +43,15 @@ fn plans() -> Vec<MetricPlan> {
 }
 
 /// A packet's ops as the probe emits them: a distinct-key detector and its
-/// gated counter, an exact per-source counter and the global packet count.
-fn packet_ops(i: u64, key: &[u8]) -> [Op; 4] {
+/// gated counter, an exact per-source counter, a per-source rate
+/// (`tewma`) and the global packet count.
+fn packet_ops(i: u64, key: &[u8]) -> [Op; 5] {
     let ts = 1_000_000 * i;
     [
         Op::new(0, OpKind::VdGetSet, key, 0, ts).unwrap(),
         Op::new(1, OpKind::AddGet, key, 1, ts).unwrap().if_new(),
         Op::new(4, OpKind::AddGet, &key[..2], 64, ts).unwrap(),
+        Op::new(5, OpKind::AddGet, &key[..2], 1, ts).unwrap(),
         Op::new(2, OpKind::Add, &[], 1, ts).unwrap(),
     ]
 }
@@ -53,6 +60,11 @@ fn packet_ops(i: u64, key: &[u8]) -> [Op; 4] {
 /// latency (clocks from the op's input clock to its result, both counted).
 fn assert_ii_one(when: &[u64], clocks: u64) -> u64 {
     let latency = when[0];
+    assert_eq!(
+        latency,
+        streamon_hw::pipeline::LATENCY,
+        "latency differs from the documented one"
+    );
     for (i, &w) in when.iter().enumerate() {
         assert_eq!(
             w,
@@ -107,8 +119,8 @@ fn steady_state_initiation_interval_is_one() {
 
 #[test]
 fn same_address_bursts_do_not_stall() {
-    // Worst case for read-modify-write: every op hits the block or bucket
-    // the previous op wrote (forwarding), with swaps and evictions.
+    // Worst case for read-modify-write: every op hits the block, bucket or
+    // cells the previous op wrote (forwarding), with swaps and evictions.
     let mut ops = Vec::new();
     for i in 0..20_000u64 {
         let k = (i / 64) as u32;
@@ -118,6 +130,9 @@ fn same_address_bursts_do_not_stall() {
         ops.push(Op::new(4, OpKind::AddGet, &key, 1, i << 20).unwrap());
         ops.push(Op::new(4, OpKind::AddGet, &key, 1, i << 20).unwrap());
         ops.push(Op::new(2, OpKind::AddGet, &key, 7, i).unwrap());
+        ops.push(Op::new(5, OpKind::AddGet, &key, 3, i << 12).unwrap());
+        ops.push(Op::new(5, OpKind::AddGet, &key, 1, i << 12).unwrap());
+        ops.push(Op::new(5, OpKind::Get, &key, 0, i << 12).unwrap());
     }
     let mut sim = SimEngine::new(&plans()).unwrap();
     let (got, when, clocks) = sim.run_timed(&ops, 0);

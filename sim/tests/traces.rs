@@ -4,14 +4,16 @@
 //! key `pair` = source and destination (26..34), ts = the pcap timestamp:
 //!
 //! `VdGetSet(vd, pair)`, `AddGet(pairs_per_src, src) + IF_NEW`,
-//! `AddGet(bytes_per_src, src, frame length)`, `Add(packets)`.
+//! `AddGet(bytes_per_src, src, frame length)`, `Add(packets)`,
+//! `AddGet(rate_per_src, src)` (a `tewma` with the shipped apps' τ = 60 s),
+//! `AddGet(byte_rate_per_pair, pair, frame length)` (a `tewma`, τ = 1 s).
 //!
 //! Results op by op and the final dumps must be identical.
 
 use std::path::PathBuf;
 
 use pcap_file::pcap::PcapReader;
-use streamon_contract::plan::TableSpec;
+use streamon_contract::plan::{TableSpec, TimeConstant};
 use streamon_contract::{MetricEngine, MetricPlan, MetricSpec, Op, OpKind, OpResult};
 use streamon_sim::SimEngine;
 use streamon_sw::SwEngine;
@@ -38,6 +40,8 @@ fn ops_of(path: &std::path::Path) -> Vec<Op> {
         ops.push(Op::new(1, OpKind::AddGet, src, 1, ts).unwrap().if_new());
         ops.push(Op::new(4, OpKind::AddGet, src, pkt.orig_len, ts).unwrap());
         ops.push(Op::new(2, OpKind::Add, &[], 1, ts).unwrap());
+        ops.push(Op::new(5, OpKind::AddGet, src, 1, ts).unwrap());
+        ops.push(Op::new(6, OpKind::AddGet, pair, pkt.orig_len, ts).unwrap());
     }
     ops
 }
@@ -65,6 +69,16 @@ fn real_traces_are_bit_identical() {
                 log2_buckets: 3,
                 ways: 2,
             },
+        },
+        MetricSpec::DecayingFilter {
+            log2_cells: 6,
+            rows: 4,
+            tau: TimeConstant::from_window_secs(60.0),
+        },
+        MetricSpec::DecayingFilter {
+            log2_cells: 5,
+            rows: 2,
+            tau: TimeConstant::from_window_secs(1.0),
         },
     ]
     .into_iter()
