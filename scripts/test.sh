@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(verilator yosys g++ make pkg-config libzmq3-dev redis-server redis-tools tcpreplay iproute2)
+packages=(verilator yosys g++ make pkg-config libzmq3-dev redis-server redis-tools tcpreplay iproute2 chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -345,16 +345,49 @@ pub fn request(
     );
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
+    // Read the head, then exactly Content-Length bytes: some servers
+    // (chromedriver) say `Connection: close` and keep the socket open.
     let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    let end = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no HTTP head in the answer"))?;
-    let status = String::from_utf8_lossy(&out[..end])
+    let mut chunk = [0u8; 8192];
+    let end = loop {
+        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("no HTTP head in the answer"));
+        }
+        out.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&out[..end]).into_owned();
+    let status = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("no status in the answer"))?;
-    Ok((status, out[end + 4..].to_vec()))
+    let length = head.split("\r\n").find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    let mut body = out[end + 4..].to_vec();
+    match length {
+        Some(len) => {
+            while body.len() < len {
+                let n = s.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(std::io::Error::other(
+                        "answer shorter than its Content-Length",
+                    ));
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(len);
+        }
+        None => {
+            s.read_to_end(&mut body)?;
+        }
+    }
+    Ok((status, body))
 }
