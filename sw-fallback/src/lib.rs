@@ -6,10 +6,9 @@
 //! decides how to compute them fast. It does no I/O, reads no clock and
 //! allocates nothing per operation.
 //!
-//! [`SwEngine::apply`] works in chunks of [`BATCH`] ops: it hashes a chunk
-//! and prefetches every cache line the chunk will touch one chunk ahead of
-//! applying it, then applies the ops in order. Order is what the contract
-//! fixes; the prefetches only let the cache misses overlap with work.
+//! [`SwEngine::apply`] applies ops in order (order is what the contract
+//! fixes) while it hashes the op [`AHEAD`] places later and prefetches the
+//! cache lines that op will touch, so cache misses overlap with work.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -31,8 +30,9 @@ use sketch::{CountMin, DecayingFilter, HyperLogLog};
 use table::{ExactTable, PackedKey};
 use vd::VariationDetector;
 
-/// Ops hashed and prefetched together.
-pub const BATCH: usize = 16;
+/// How many ops ahead of the one being applied keys are hashed and their
+/// lines prefetched.
+pub const AHEAD: usize = 16;
 
 /// H3 of a packed key: the contract's table form (`h3::h3`), reading the
 /// bytes out of the packed words instead of the op.
@@ -141,7 +141,7 @@ impl SwEngine {
             }
             Some(Metric::Decaying(f)) => f.prefetch(pos),
             Some(Metric::CountMin(c)) => c.prefetch(pos),
-            Some(Metric::Table(t)) => t.prefetch(pos),
+            Some(Metric::Table(t)) => t.prefetch(pos, op.key_len),
             _ => {}
         }
     }
@@ -242,70 +242,79 @@ impl SwEngine {
         OpResult::ok(id, value, flags)
     }
 
-    /// Hashes a chunk and prefetches every line its ops will touch.
-    ///
-    /// Every metric hashes with the one H3 matrix of the contract, so equal
-    /// keys have equal positions in every metric: a packet's ops mostly
-    /// repeat one or two keys across metrics, and the last two distinct
-    /// keys' hashes are reused.
-    fn hash_and_prefetch(&self, ops: &[Op], hashed: &mut [Positions; BATCH]) {
-        let (mut key0, mut h0) = (PackedKey::NONE, 0u64);
-        let (mut key1, mut h1) = (PackedKey::NONE, 0u64);
-        for (op, out) in ops.iter().zip(hashed.iter_mut()) {
-            let key = PackedKey::from_op(op);
-            let h = if key.same(&key0) {
-                h0
-            } else if key.same(&key1) {
-                std::mem::swap(&mut key0, &mut key1);
-                std::mem::swap(&mut h0, &mut h1);
-                h0
-            } else {
-                let h = h3_packed(&key);
-                (key1, h1) = (key0, h0);
-                (key0, h0) = (key, h);
-                h
-            };
-            *out = Positions::new(h);
-            self.prefetch(op, out);
+    #[inline]
+    fn apply_hashed(&mut self, op: &Op, pos: &Positions) -> OpResult {
+        match self.validate(op) {
+            Ok(kind) => {
+                let r = self.apply_checked(op, kind, pos);
+                self.gate = kind.is_vd_get().then_some(r.value == 0);
+                r
+            }
+            Err(status) => {
+                self.gate = None;
+                OpResult::error(op.metric, status)
+            }
+        }
+    }
+}
+
+/// Hashes keys, reusing the hash of the last two distinct keys.
+///
+/// Every metric hashes with the one H3 matrix of the contract, so equal
+/// keys have equal positions in every metric: a packet's ops mostly repeat
+/// one or two keys across metrics.
+struct Hasher {
+    recent: [(PackedKey, u64); 2],
+}
+
+impl Hasher {
+    fn new() -> Hasher {
+        Hasher {
+            recent: [(PackedKey::NONE, 0); 2],
         }
     }
 
-    fn apply_hashed(&mut self, ops: &[Op], hashed: &[Positions; BATCH], results: &mut [OpResult]) {
-        for ((op, h), out) in ops.iter().zip(hashed).zip(results.iter_mut()) {
-            *out = match self.validate(op) {
-                Ok(kind) => {
-                    let r = self.apply_checked(op, kind, h);
-                    self.gate = kind.is_vd_get().then_some(r.value == 0);
-                    r
-                }
-                Err(status) => {
-                    self.gate = None;
-                    OpResult::error(op.metric, status)
-                }
-            };
-        }
+    #[inline]
+    fn positions(&mut self, op: &Op) -> Positions {
+        let key = PackedKey::from_op(op);
+        let [(key0, h0), (key1, h1)] = &mut self.recent;
+        let h = if key.same(key0) {
+            *h0
+        } else if key.same(key1) {
+            std::mem::swap(key0, key1);
+            std::mem::swap(h0, h1);
+            *h0
+        } else {
+            let h = h3_packed(&key);
+            (*key1, *h1) = (*key0, *h0);
+            (*key0, *h0) = (key, h);
+            h
+        };
+        Positions::new(h)
     }
 }
 
 impl MetricEngine for SwEngine {
     fn apply(&mut self, ops: &[Op], results: &mut [OpResult]) {
         assert_eq!(ops.len(), results.len(), "one result slot per op");
-        // Software pipelining: the next chunk's lines are requested before
-        // the current chunk is applied, so its misses overlap this work.
-        // Addresses depend only on the keys, never on state, so this is
-        // safe to do ahead of time.
-        let mut current = [Positions::new(0); BATCH];
-        let mut next = [Positions::new(0); BATCH];
-        let mut chunks = ops.chunks(BATCH).zip(results.chunks_mut(BATCH)).peekable();
-        if let Some((first, _)) = chunks.peek() {
-            self.hash_and_prefetch(first, &mut current);
+        // Software pipelining: op `i + AHEAD` is hashed and its lines are
+        // requested while op `i` is applied, so its misses (and page walks)
+        // overlap the work of the ops in between. Addresses depend only on
+        // the keys, never on state, so this is safe to do ahead of time.
+        let mut hasher = Hasher::new();
+        let mut ring = [Positions::new(0); AHEAD];
+        for (op, slot) in ops.iter().zip(ring.iter_mut()) {
+            *slot = hasher.positions(op);
+            self.prefetch(op, slot);
         }
-        while let Some((ops, results)) = chunks.next() {
-            if let Some((following, _)) = chunks.peek() {
-                self.hash_and_prefetch(following, &mut next);
+        for (i, (op, out)) in ops.iter().zip(results.iter_mut()).enumerate() {
+            let pos = ring[i % AHEAD];
+            if let Some(ahead) = ops.get(i + AHEAD) {
+                let p = hasher.positions(ahead);
+                self.prefetch(ahead, &p);
+                ring[i % AHEAD] = p;
             }
-            self.apply_hashed(ops, &current, results);
-            std::mem::swap(&mut current, &mut next);
+            *out = self.apply_hashed(op, &pos);
         }
     }
 

@@ -1,15 +1,26 @@
 //! Exact per-key tables: counters (`dleft`), decaying counts (`tewma-fast`)
 //! and sliding-window counts.
 //!
-//! A table is `2^b` buckets of `ways` 64-byte slots; a key lives in the
-//! bucket its hash names, in any way. Identity is the whole key (stored),
-//! never a fingerprint: the original's d-left table matched 32-bit
-//! fingerprints, could not store a key whose fingerprint was 0, and crashed
-//! when full. Here a full bucket evicts its least recently written slot
-//! (ties to the lowest way), and every eviction is counted and flagged.
+//! A table is `2^b` buckets of `ways` slots; a key lives in the bucket its
+//! hash names, in any way. Identity is the whole key (stored), never a
+//! fingerprint: the original's d-left table matched 32-bit fingerprints,
+//! could not store a key whose fingerprint was 0, and crashed when full.
+//! Here a full bucket evicts its least recently written slot (ties to the
+//! lowest way), and every eviction is counted and flagged.
 //!
-//! A bucket's slots are contiguous, so one op touches `ways` adjacent cache
-//! lines of one page (in hardware: one wide word).
+//! Memory is split so that an op touches as few cache lines as it can (at
+//! StreaMon's sizes the tables are far larger than any cache, and lines
+//! fetched from DRAM are what bounds the engine). A slot's *hot* half,
+//! 32 bytes, holds the first key word, `occupied | len << 8`, the value and
+//! `tick | aux << 32`; a bucket's hot halves are contiguous, so a 4-way
+//! bucket is two adjacent lines and a 2-way bucket one. The *cold* half
+//! holds key words 1..5 and is read or written only for keys longer than
+//! 8 bytes: such a key's slot compares them after the first word and the
+//! length matched. For a key of at most 8 bytes the cold words are all
+//! zero by the contract, so they are not stored (a cold half is meaningful
+//! only while its slot holds a longer key; dumps read it only then). This
+//! is the software's layout; the logical state, and so every result and
+//! dump, is the contract's.
 
 use streamon_contract::fixed::{age, count_from_value, decay, later_tick, tick};
 use streamon_contract::h3::Positions;
@@ -17,14 +28,19 @@ use streamon_contract::{MetricKind, MetricPlan, Op, ResultFlags, KEY_MAX};
 
 use crate::memory::HugeArray;
 
-/// One slot as 8 words: key (5 words, little-endian), `occupied | len << 8`,
-/// value, `tick | aux << 32`. Plain words so a table allocates as zeroed
-/// pages.
-type Slot = [u64; 8];
+/// A slot's hot half: key word 0, `occupied | len << 8`, value,
+/// `tick | aux << 32`. Plain words so a table allocates as zeroed pages.
+type Hot = [u64; 4];
+/// A slot's cold half: key words 1..5 (little-endian).
+type Cold = [u64; 4];
 
-const W_META: usize = 5;
-const W_VALUE: usize = 6;
-const W_TIME: usize = 7;
+const H_KEY: usize = 0;
+const H_META: usize = 1;
+const H_VALUE: usize = 2;
+const H_TIME: usize = 3;
+
+/// Keys longer than this many bytes use their slot's cold half.
+const HOT_KEY_BYTES: usize = 8;
 
 pub(crate) struct ExactTable {
     kind: MetricKind,
@@ -34,7 +50,8 @@ pub(crate) struct ExactTable {
     decay: Vec<u32>,
     window_ticks: u32,
     window_recip: u32,
-    slots: HugeArray<Slot>,
+    hot: HugeArray<Hot>,
+    cold: HugeArray<Cold>,
     evictions: u64,
 }
 
@@ -105,17 +122,32 @@ impl PackedKey {
             == 0
     }
 
-    /// Whether a stored slot holds this key. The first word decides most
-    /// mismatches, so it is tested alone first.
+    /// Whether the key is long enough to use a slot's cold half.
     #[inline]
-    fn in_slot(&self, s: &Slot) -> bool {
-        s[0] == self.words[0]
-            && ((s[W_META] ^ self.meta)
-                | (s[1] ^ self.words[1])
-                | (s[2] ^ self.words[2])
-                | (s[3] ^ self.words[3])
-                | (s[4] ^ self.words[4]))
-                == 0
+    fn is_long(&self) -> bool {
+        self.len() > HOT_KEY_BYTES
+    }
+
+    /// Whether a slot's hot half matches this key (first word and length;
+    /// the whole key when it is short).
+    #[inline]
+    fn in_hot(&self, h: &Hot) -> bool {
+        h[H_KEY] == self.words[0] && h[H_META] == self.meta
+    }
+
+    /// Whether a slot's cold half holds key words 1..5 of this key.
+    #[inline]
+    fn in_cold(&self, c: &Cold) -> bool {
+        ((c[0] ^ self.words[1])
+            | (c[1] ^ self.words[2])
+            | (c[2] ^ self.words[3])
+            | (c[3] ^ self.words[4]))
+            == 0
+    }
+
+    #[inline]
+    fn cold_words(&self) -> Cold {
+        [self.words[1], self.words[2], self.words[3], self.words[4]]
     }
 
     /// The key's length in bytes.
@@ -141,7 +173,8 @@ impl ExactTable {
             decay: plan.decay.clone(),
             window_ticks: plan.window_ticks,
             window_recip: plan.window_recip,
-            slots: HugeArray::zeroed(plan.width as usize * (1usize << plan.log2_size)),
+            hot: HugeArray::zeroed(plan.width as usize * (1usize << plan.log2_size)),
+            cold: HugeArray::zeroed(plan.width as usize * (1usize << plan.log2_size)),
             evictions: 0,
         }
     }
@@ -151,21 +184,35 @@ impl ExactTable {
         pos.bucket(self.log2_buckets) * self.ways
     }
 
+    /// Prefetches the bucket's hot lines, and its cold halves only for a
+    /// key that will read them.
     #[inline]
-    pub(crate) fn prefetch(&self, pos: &Positions) {
+    pub(crate) fn prefetch(&self, pos: &Positions, key_len: u8) {
         let start = self.bucket_start(pos);
-        for s in &self.slots[start..start + self.ways] {
-            crate::prefetch::prefetch(s);
+        let hot = &self.hot[start..start + self.ways];
+        // A 64-byte line holds two 32-byte halves, so every other half names
+        // each line of the bucket once, aligned or not.
+        for h in hot.iter().step_by(2) {
+            crate::prefetch::prefetch(h);
+        }
+        if key_len as usize > HOT_KEY_BYTES {
+            for c in self.cold[start..start + self.ways].iter().step_by(2) {
+                crate::prefetch::prefetch(c);
+            }
         }
     }
 
     #[inline]
     fn find(&self, start: usize, key: &PackedKey) -> Option<usize> {
-        let bucket = &self.slots[start..start + self.ways];
-        bucket
-            .iter()
-            .position(|s| key.in_slot(s))
-            .map(|i| start + i)
+        let hot = &self.hot[start..start + self.ways];
+        if key.is_long() {
+            let cold = &self.cold[start..start + self.ways];
+            (0..self.ways)
+                .find(|&i| key.in_hot(&hot[i]) && key.in_cold(&cold[i]))
+                .map(|i| start + i)
+        } else {
+            hot.iter().position(|h| key.in_hot(h)).map(|i| start + i)
+        }
     }
 
     /// Finds the key's slot or makes one: the first free way, else the way
@@ -175,17 +222,18 @@ impl ExactTable {
     /// least recently written way together.
     #[inline]
     fn find_or_insert(&mut self, start: usize, key: &PackedKey, now: u32, flags: &mut u8) -> usize {
-        let bucket = &mut self.slots[start..start + self.ways];
+        let long = key.is_long();
+        let hot = &mut self.hot[start..start + self.ways];
         let mut free = usize::MAX;
         let (mut victim, mut oldest) = (0, 0);
-        for (i, s) in bucket.iter().enumerate() {
-            if key.in_slot(s) {
+        for (i, h) in hot.iter().enumerate() {
+            if key.in_hot(h) && (!long || key.in_cold(&self.cold[start + i])) {
                 return start + i;
             }
-            if s[W_META] & 1 == 0 {
+            if h[H_META] & 1 == 0 {
                 free = free.min(i);
             }
-            let a = age(now, s[W_TIME] as u32);
+            let a = age(now, h[H_TIME] as u32);
             if a > oldest {
                 oldest = a;
                 victim = i;
@@ -200,17 +248,10 @@ impl ExactTable {
         };
         *flags |= ResultFlags::INSERTED;
         // A new sliding-window slot starts its window now (aux = start).
-        let w = &key.words;
-        bucket[way] = [
-            w[0],
-            w[1],
-            w[2],
-            w[3],
-            w[4],
-            key.meta,
-            0,
-            now as u64 | (now as u64) << 32,
-        ];
+        hot[way] = [key.words[0], key.meta, 0, now as u64 | (now as u64) << 32];
+        if long {
+            self.cold[start + way] = key.cold_words();
+        }
         start + way
     }
 
@@ -228,28 +269,28 @@ impl ExactTable {
         let (window_ticks, recip) = (self.window_ticks, self.window_recip);
         let kind = self.kind;
         let decay_table = &self.decay;
-        let s = &mut self.slots[i];
-        let then = s[W_TIME] as u32;
+        let s = &mut self.hot[i];
+        let then = s[H_TIME] as u32;
         let result = match kind {
             MetricKind::ExactCounter => {
-                s[W_VALUE] = s[W_VALUE].saturating_add(value as u64);
-                s[W_VALUE]
+                s[H_VALUE] = s[H_VALUE].saturating_add(value as u64);
+                s[H_VALUE]
             }
             MetricKind::ExactEwma => {
-                s[W_VALUE] = decay(s[W_VALUE], age(now, then), decay_table)
+                s[H_VALUE] = decay(s[H_VALUE], age(now, then), decay_table)
                     .saturating_add(count_from_value(value));
-                s[W_VALUE]
+                s[H_VALUE]
             }
             _ => {
                 let (cur, prev, start_tick) =
-                    roll(s[W_VALUE], (s[W_TIME] >> 32) as u32, now, window_ticks);
+                    roll(s[H_VALUE], (s[H_TIME] >> 32) as u32, now, window_ticks);
                 let cur = cur.saturating_add(value);
-                s[W_VALUE] = cur as u64 | (prev as u64) << 32;
-                s[W_TIME] = (s[W_TIME] & 0xFFFF_FFFF) | (start_tick as u64) << 32;
+                s[H_VALUE] = cur as u64 | (prev as u64) << 32;
+                s[H_TIME] = (s[H_TIME] & 0xFFFF_FFFF) | (start_tick as u64) << 32;
                 estimate(cur, prev, age(now, start_tick), window_ticks, recip)
             }
         };
-        s[W_TIME] = (s[W_TIME] & !0xFFFF_FFFF) | later_tick(now, then) as u64;
+        s[H_TIME] = (s[H_TIME] & !0xFFFF_FFFF) | later_tick(now, then) as u64;
         result
     }
 
@@ -258,13 +299,13 @@ impl ExactTable {
         let Some(i) = self.find(self.bucket_start(pos), key) else {
             return 0;
         };
-        let s = &self.slots[i];
+        let s = &self.hot[i];
         match self.kind {
-            MetricKind::ExactCounter => s[W_VALUE],
-            MetricKind::ExactEwma => decay(s[W_VALUE], age(now, s[W_TIME] as u32), &self.decay),
+            MetricKind::ExactCounter => s[H_VALUE],
+            MetricKind::ExactEwma => decay(s[H_VALUE], age(now, s[H_TIME] as u32), &self.decay),
             _ => {
                 let (cur, prev, start) =
-                    roll(s[W_VALUE], (s[W_TIME] >> 32) as u32, now, self.window_ticks);
+                    roll(s[H_VALUE], (s[H_TIME] >> 32) as u32, now, self.window_ticks);
                 estimate(
                     cur,
                     prev,
@@ -279,12 +320,12 @@ impl ExactTable {
     /// Removes the key; no other slot changes.
     pub(crate) fn reset(&mut self, pos: &Positions, key: &PackedKey) {
         if let Some(i) = self.find(self.bucket_start(pos), key) {
-            self.slots[i] = [0; 8];
+            self.hot[i] = [0; 4];
         }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = [0; 8]);
+        self.hot.iter_mut().for_each(|h| *h = [0; 4]);
         self.evictions = 0;
     }
 
@@ -293,13 +334,20 @@ impl ExactTable {
     }
 
     pub(crate) fn dump(&self, out: &mut Vec<u64>) {
-        for s in self.slots.iter() {
-            out.extend_from_slice(&s[..W_META]);
+        for (h, c) in self.hot.iter().zip(self.cold.iter()) {
+            let len = (h[H_META] >> 8) as usize;
+            let rest = if h[H_META] & 1 == 1 && len > HOT_KEY_BYTES {
+                *c
+            } else {
+                [0; 4]
+            };
+            out.push(h[H_KEY]);
+            out.extend_from_slice(&rest);
             out.extend([
-                s[W_META],
-                s[W_VALUE],
-                s[W_TIME] & 0xFFFF_FFFF,
-                s[W_TIME] >> 32,
+                h[H_META],
+                h[H_VALUE],
+                h[H_TIME] & 0xFFFF_FFFF,
+                h[H_TIME] >> 32,
             ]);
         }
     }

@@ -518,6 +518,7 @@ fn op_stream() -> impl Strategy<Value = Vec<Op>> {
         prop_oneof![6 => Just(0u8), 2 => Just(OP_FLAG_IF_NEW)],
         prop_oneof![20 => Just(false), 1 => Just(true)], // over-long key
         prop_oneof![20 => Just(false), 1 => Just(true)], // time goes back
+        prop_oneof![2 => Just(false), 1 => Just(true)],  // key longer than 8 bytes
     );
     let start = prop_oneof![
         Just(1_000_000_000u64),
@@ -528,28 +529,35 @@ fn op_stream() -> impl Strategy<Value = Vec<Op>> {
     (start, proptest::collection::vec(op, 1..400)).prop_map(|(start, raw)| {
         let mut ts = start;
         raw.into_iter()
-            .map(|(metric, kind, key, value, step, flags, long, back)| {
-                ts = if back {
-                    ts.saturating_sub(step)
-                } else {
-                    ts.saturating_add(step)
-                };
-                let key_bytes = [key, key.wrapping_mul(7), 0xAB];
-                let mut op = Op::new(
-                    metric,
-                    OpKind::Add,
-                    &key_bytes[..1 + key as usize % 3],
-                    value,
-                    ts,
-                )
-                .unwrap();
-                op.kind = kind;
-                op.flags = flags;
-                if long {
-                    op.key_len = 41;
-                }
-                op
-            })
+            .map(
+                |(metric, kind, key, value, step, flags, long, back, wide)| {
+                    ts = if back {
+                        ts.saturating_sub(step)
+                    } else {
+                        ts.saturating_add(step)
+                    };
+                    let short = [key, key.wrapping_mul(7), 0xAB];
+                    // Wide keys of 3, 9 or 40 bytes whose first 8 bytes repeat
+                    // between ids (k and k + 6), so keys can agree in length
+                    // and first word and differ only further on.
+                    let mut wide_bytes = [0x5Au8; 40];
+                    wide_bytes[0] = (key / 3) % 2;
+                    wide_bytes[8] = key;
+                    wide_bytes[39] = key.wrapping_mul(3);
+                    let key_bytes = if wide {
+                        &wide_bytes[..[3, 9, 40][key as usize % 3]]
+                    } else {
+                        &short[..1 + key as usize % 3]
+                    };
+                    let mut op = Op::new(metric, OpKind::Add, key_bytes, value, ts).unwrap();
+                    op.kind = kind;
+                    op.flags = flags;
+                    if long {
+                        op.key_len = 41;
+                    }
+                    op
+                },
+            )
             .collect()
     })
 }
