@@ -355,3 +355,114 @@ fn a_flooding_probe_is_bounded_and_counted() {
     );
     assert_eq!(health(&ctl, "p1"), "up");
 }
+
+#[test]
+fn an_event_flood_is_bounded_and_counted() {
+    use streamon_bus::{PayloadFormat, Publisher, PublisherConfig};
+    use streamon_probe::{EventSink, OutputEvent};
+
+    let ctl_keys = keys();
+    let (p1, flooder) = (keys(), keys());
+    let data = tempfile::tempdir().unwrap();
+    let mut c = ControllerConfig::new(
+        "ctl",
+        "tcp://127.0.0.1:*",
+        ctl_keys.clone(),
+        data.path().into(),
+    );
+    c.authorized = vec![p1.public, flooder.public];
+    c.heartbeat = Duration::from_millis(100);
+    c.down_after = Duration::from_millis(1500);
+    // Small queues, so the flood overflows them.
+    c.events_rcvhwm = 100;
+    c.store_queue = 64;
+    let ctl = streamon_ctl::start(c).unwrap();
+    let _a = RunningAgent::start("p1", &p1, &ctl, ctl_keys.public, Input::None);
+
+    // The flooding probe: a real publisher with its key, announced on the
+    // control channel like any probe.
+    let mut publisher = Publisher::bind(&PublisherConfig {
+        endpoint: "tcp://127.0.0.1:*".into(),
+        probe_id: "noisy".into(),
+        format: PayloadFormat::Json,
+        sndhwm: streamon_bus::DEFAULT_SNDHWM,
+        curve: Some((flooder.clone(), vec![ctl_keys.public])),
+    })
+    .unwrap();
+    let ctx = zmq::Context::new();
+    let d = ctx.socket(zmq::DEALER).unwrap();
+    d.set_linger(0).unwrap();
+    d.set_curve_serverkey(&ctl_keys.public).unwrap();
+    d.set_curve_publickey(&flooder.public).unwrap();
+    d.set_curve_secretkey(&flooder.secret).unwrap();
+    d.connect(ctl.control_endpoint()).unwrap();
+    let endpoint = publisher.endpoint().to_string();
+    let report = |seq| {
+        proto::encode(&Message::Heartbeat(proto::ProbeReport {
+            probe: "noisy".into(),
+            seq,
+            events_endpoint: endpoint.clone(),
+            apps: vec![],
+            last_nonce: 0,
+            packets: 0,
+            events: 0,
+            refused: 0,
+        }))
+    };
+    d.send(report(1), 0).unwrap();
+    wait_for(10, "noisy up", || health(&ctl, "noisy") == "up");
+    wait_for(10, "p1 up", || health(&ctl, "p1") == "up");
+    std::thread::sleep(Duration::from_millis(300)); // the subscription lands
+    let ev = OutputEvent {
+        ts: 1,
+        app: "flood".into(),
+        topic: "alert".into(),
+        state_from: "a".into(),
+        state_to: "b".into(),
+        code: "F".into(),
+        level: "HIGH".into(),
+        key: "10.0.0.1".into(),
+        text: "flood".into(),
+        features: vec![("x".into(), 1.0)],
+        event: "packet:0".into(),
+        packet_no: 1,
+        raw: None,
+    };
+    const N: u64 = 100_000;
+    for _ in 0..N {
+        publisher.emit(&ev);
+    }
+    // One more after a pause: its sequence number tells the controller
+    // how many it lost before it.
+    std::thread::sleep(Duration::from_millis(200));
+    publisher.emit(&ev);
+    assert_eq!(publisher.stats().sent, N + 1);
+    // Meanwhile the controller keeps serving p1.
+    ctl.op(Op::Deploy {
+        probe: "p1".into(),
+        app: "ddos".into(),
+        xml: app("ddos"),
+    })
+    .unwrap();
+    wait_for(20, "p1 served during the flood", || {
+        synced(&ctl, "p1", &["ddos"])
+    });
+    d.send(report(2), 0).unwrap();
+    wait_for(30, "the flood accounted for", || {
+        let c = ctl.view().counters;
+        c.events_received + c.events_lost == N + 1
+    });
+    wait_for(10, "the store accounted for", || {
+        let c = ctl.view().counters;
+        c.store_written + c.store_queue_full_drops == c.events_received
+    });
+    // The flood overflowed the bounded queues (libzmq's high-water marks,
+    // counted from the sequence gaps, and the store's queue), and every
+    // event is accounted for.
+    let v = ctl.view();
+    let c = &v.counters;
+    eprintln!("after the flood: {c:?}");
+    assert!(c.events_lost + c.store_queue_full_drops > 0, "{c:?}");
+    assert!(v.alerts.len() <= 200, "the alert list is bounded");
+    assert_eq!(health(&ctl, "p1"), "up");
+}
