@@ -480,6 +480,7 @@ impl Agent {
             allow_exec: false,
             probe_id: self.config.probe_id.clone(),
             store: None,
+            live_keys: 0,
         }
     }
 

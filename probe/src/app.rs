@@ -22,6 +22,7 @@ use streamon_packet::{parse, FrameMeta, KeyBuf, LinkType, Parsed};
 use crate::eval::{self, ArithStats, ExprEnv};
 use crate::exec::ExecRunner;
 use crate::key::{write_fields, StateKey};
+use crate::live::{KeyText, LiveTable, PassRecord};
 use crate::output::{EventSink, OutputEvent};
 use crate::plan::{AppPlan, KeyRef};
 use crate::store::{self, AppStore, KnowledgeStore, NameCtx};
@@ -110,6 +111,9 @@ pub struct RuntimeOptions {
     /// The knowledge store `kv_*` actions write to and `kv(…)` reads from;
     /// `None`: store actions are counted in `kv_disabled` and reads give 0.
     pub store: Option<KnowledgeStore>,
+    /// Keep the last pass of this many keys for the live view
+    /// ([`crate::live`], the RESP server); 0 (the default) keeps none.
+    pub live_keys: usize,
 }
 
 /// An application at run time.
@@ -126,6 +130,7 @@ pub struct AppRuntime {
     /// Behind a `RefCell` because expressions read the store through a
     /// shared borrow of the runtime; never shared between threads.
     store: Option<RefCell<AppStore>>,
+    live: Option<LiveTable>,
     options: RuntimeOptions,
     stats: AppStats,
     // Scratch reused by every pass: the per-packet path allocates nothing.
@@ -172,6 +177,8 @@ impl AppRuntime {
             next_vd_reset: vec![None; n_metrics],
             exec: options.allow_exec.then(ExecRunner::start),
             store: options.store.as_ref().map(|s| RefCell::new(s.for_app())),
+            live: (options.live_keys > 0)
+                .then(|| LiveTable::new(options.live_keys, n_metrics, n_features)),
             options,
             engine,
             states: HashMap::with_hasher(RandomState::new()),
@@ -479,6 +486,62 @@ impl AppRuntime {
                 self.set_state(key, next, ts);
             }
         }
+        if self.live.is_some() {
+            self.record_live(&pass);
+        }
+    }
+
+    /// Leaves the pass in the live table (no allocation: the key text is
+    /// written into the table's slot when the key enters).
+    fn record_live(&mut self, pass: &Pass<'_, '_>) {
+        let state = self
+            .states
+            .get(&pass.key)
+            .map(|e| e.state)
+            .unwrap_or(StateId(0));
+        let pk = self.plan.program.events[pass.event].primary_key();
+        let addr = match pk.map(|k| k.fields.as_slice()) {
+            Some([f]) => pass.ctx.get(*f).and_then(|v| v.as_addr()),
+            _ => None,
+        };
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        live.record(
+            PassRecord {
+                key: pass.key,
+                state: state.0,
+                ts: pass.ts,
+                addr,
+                metrics: &self.metric_values,
+                features: &self.feature_values,
+            },
+            |w: &mut KeyText<'_>| {
+                use std::fmt::Write as _;
+                match pk {
+                    Some(k) => {
+                        for (i, f) in k.fields.iter().enumerate() {
+                            if i > 0 {
+                                let _ = w.write_char('-');
+                            }
+                            if let Some(v) = pass.ctx.get(*f) {
+                                let _ = write!(w, "{v}");
+                            }
+                        }
+                    }
+                    None => {
+                        for b in pass.key.as_bytes() {
+                            let _ = write!(w, "{b:02x}");
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// The live table (`None` unless `live_keys` was set).
+    pub fn live(&self) -> Option<&LiveTable> {
+        self.live.as_ref()
     }
 
     /// Emits and applies the pass's metric ops; fills `metric_values`.

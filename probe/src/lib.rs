@@ -12,7 +12,8 @@
 //! * [`eval`]: selectors and expressions; [`timers`]: the packet-time timer
 //!   queue; [`key`]: fixed-size keys; [`exec`]: bounded off-path `exec`;
 //!   [`output`]: emitted events and sinks (JSON Lines, text);
-//!   [`store`]: the knowledge store (`kv_*` actions and reads, Redis).
+//!   [`store`]: the knowledge store (`kv_*` actions and reads, Redis);
+//!   [`live`]: the live view of the probe's state for the RESP server.
 //!
 //! Time is always the packet's: nothing here reads the wall clock, so a
 //! replay gives the same events at any speed.
@@ -23,6 +24,7 @@ pub mod app;
 pub mod eval;
 pub mod exec;
 pub mod key;
+pub mod live;
 pub mod output;
 pub mod parallel;
 pub mod plan;

@@ -211,6 +211,85 @@ impl Probe {
             .map(|a| (a.name().to_string(), a.stats()))
             .collect()
     }
+
+    /// Publishes a snapshot to `view` if a reader asked for one: call it
+    /// between packets (one relaxed atomic load when nobody asked) and
+    /// while idle.
+    #[inline]
+    pub fn serve_live(&self, view: &crate::live::LiveView, probe_id: &str) {
+        if view.wanted() {
+            view.publish(self.snapshot(probe_id));
+        }
+    }
+
+    /// The probe's live state as Redis keys (`crate::live` gives the
+    /// layout): every counter, and each application's live table.
+    pub fn snapshot(&self, probe_id: &str) -> crate::live::Snapshot {
+        let mut b = crate::live::Snapshot::builder(probe_id);
+        for (name, v) in flatten_counters(&serde_json::to_value(&self.stats).unwrap_or_default()) {
+            b.probe_counter(&name, v);
+        }
+        for app in &self.apps {
+            let name = app.name();
+            for (c, v) in flatten_counters(&serde_json::to_value(app.stats()).unwrap_or_default()) {
+                b.app_counter(name, &c, v);
+            }
+            let Some(live) = app.live() else { continue };
+            let program = &app.plan().program;
+            let names: Vec<String> = program
+                .metrics
+                .iter()
+                .map(|m| m.name.clone())
+                .chain(program.features.iter().map(|f| f.name.clone()))
+                .collect();
+            live.for_each(|key, addr, state, ts, values| {
+                let state = program
+                    .states
+                    .get(state as usize)
+                    .map(|s| s.name.as_str())
+                    .unwrap_or("");
+                b.app_key(name, key, addr, state, ts, &names, values);
+            });
+        }
+        b.finish()
+    }
+}
+
+/// The integer leaves of a counters object, named by their path joined
+/// with `.` (`published.alert`, `matched.0`, `arith.div_by_zero`).
+fn flatten_counters(v: &serde_json::Value) -> Vec<(String, u64)> {
+    fn walk(v: &serde_json::Value, path: &mut String, out: &mut Vec<(String, u64)>) {
+        let len = path.len();
+        let mut child = |k: &str, v: &serde_json::Value, path: &mut String| {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(k);
+            walk(v, path, out);
+            path.truncate(len);
+        };
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    child(k, v, path);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    child(&i.to_string(), v, path);
+                }
+            }
+            serde_json::Value::Number(n) => {
+                if let Some(n) = n.as_u64() {
+                    out.push((path.clone(), n));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut String::new(), &mut out);
+    out
 }
 
 /// Counts one frame's parse outcome in the probe-wide counters. Allocates

@@ -55,6 +55,7 @@ pub fn offline(app_name: &str, capture: &str) -> Vec<OutputEvent> {
                 allow_exec: false,
                 probe_id: "offline".into(),
                 store: None,
+                live_keys: 0,
             },
         )
         .unwrap_or_else(|e| panic!("{e}"));

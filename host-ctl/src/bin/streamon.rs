@@ -7,14 +7,18 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use streamon_host_ctl::live::{self, LiveOptions, LiveSummary};
-use streamon_host_ctl::runner::Runner;
+use streamon_host_ctl::runner::{FrameTarget, Runner};
 use streamon_host_ctl::{replay, tracegen};
-use streamon_microcloud::{LookupConfig, WriterConfig, WriterStats};
+use streamon_microcloud::{
+    LiveState, LookupConfig, RespServer, ServerConfig, WriterConfig, WriterStats,
+};
+use streamon_probe::live::{LiveConfig, LiveView};
 use streamon_probe::{
     sw_engine, EventSink, Format, KnowledgeStore, Probe, RuntimeOptions, WriterSink,
 };
@@ -118,6 +122,22 @@ struct RunArgs {
     /// and counted.
     #[arg(long, default_value_t = 65_536, value_name = "OPS")]
     redis_queue: usize,
+    /// Serve the probe's live state over the Redis protocol on this port
+    /// (`redis-cli -p PORT KEYS 'streamon:*'`; read only). 0 picks a free
+    /// port; the address is printed on standard error.
+    #[arg(long, value_name = "PORT")]
+    resp_port: Option<u16>,
+    /// Address the RESP server binds.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    resp_bind: String,
+    /// Keys per application whose last pass the live state keeps (the
+    /// oldest entered is replaced when full).
+    #[arg(long, default_value_t = 16_384, value_name = "N")]
+    live_keys: usize,
+    /// After the trace, keep the probe (and its RESP server) up this many
+    /// seconds before exiting.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    hold: f64,
     #[command(flatten)]
     bus: BusArgs,
 }
@@ -346,6 +366,26 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         allow_exec: args.allow_exec,
         probe_id: args.probe_id.clone(),
         store: store.clone(),
+        live_keys: if args.resp_port.is_some() {
+            args.live_keys.max(1)
+        } else {
+            0
+        },
+    };
+    let live = args.resp_port.map(|_| LiveView::new(LiveConfig::default()));
+    let _resp = match (&live, args.resp_port) {
+        (Some(view), Some(port)) => {
+            let state: Arc<dyn LiveState> = view.clone();
+            let server = RespServer::start(
+                (args.resp_bind.as_str(), port),
+                state,
+                ServerConfig::default(),
+            )
+            .with_context(|| format!("RESP server on {}:{port}", args.resp_bind))?;
+            eprintln!("resp: serving the live state on {}", server.local_addr());
+            Some(server)
+        }
+        _ => None,
     };
     let mut probe = Probe::new();
     for path in &args.apps {
@@ -395,7 +435,11 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         first: &mut filtered,
         second: bus.as_mut().and_then(|b| b.sink()),
     };
-    let mut runner = Runner::new(probe, usize::from(args.threads));
+    let mut runner = LiveTarget {
+        runner: Runner::new(probe, usize::from(args.threads)),
+        live: live.as_deref(),
+        probe_id: &args.probe_id,
+    };
     let mut live_summary: Option<LiveSummary> = None;
     let result: Result<()> = match (&args.pcap, &live_opts) {
         (Some(pcap), _) => replay::replay_frames(&mut runner, pcap, &mut tee, &mut progress)
@@ -420,7 +464,7 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         }
         (None, None) => unreachable!("clap requires --pcap or --iface"),
     };
-    let finished = runner.finish(&mut tee);
+    let finished = runner.runner.finish(&mut tee);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -455,6 +499,17 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             live_summary.as_ref(),
             path,
         )?;
+    }
+    if args.hold > 0.0 {
+        // Keep answering RESP queries on the final state.
+        let _ = std::io::stderr().flush();
+        let end = Instant::now() + Duration::from_secs_f64(args.hold.min(1e7));
+        while Instant::now() < end {
+            if let Some(v) = &live {
+                probe.serve_live(v, &args.probe_id);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     result.map(|()| ExitCode::SUCCESS)
 }
@@ -573,6 +628,30 @@ impl EventSink for Tee<'_> {
         self.first.emit(ev);
         if let Some(s) = &mut self.second {
             s.emit(ev);
+        }
+    }
+}
+
+/// Serves the live view (`--resp-port`) between frames when the
+/// applications run on this thread; with worker threads (`--threads`) the
+/// view is published once they are done (during `--hold`).
+struct LiveTarget<'a> {
+    runner: Runner,
+    live: Option<&'a LiveView>,
+    probe_id: &'a str,
+}
+
+impl FrameTarget for LiveTarget<'_> {
+    fn frame(
+        &mut self,
+        data: &[u8],
+        linktype: streamon_packet::LinkType,
+        meta: streamon_packet::FrameMeta,
+        sink: &mut dyn EventSink,
+    ) {
+        self.runner.frame(data, linktype, meta, sink);
+        if let (Some(view), Runner::Single(p)) = (self.live, &self.runner) {
+            p.serve_live(view, self.probe_id);
         }
     }
 }
