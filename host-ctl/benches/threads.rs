@@ -4,7 +4,9 @@
 //! `sddos_synflood_spoofed.pcap` (37,841 frames) and the generated attacks
 //! of `tracegen` (which make every application alert). Frames are in
 //! memory; events go to a counting sink. Prints packets per second, the
-//! 2-thread/1-thread ratio and the load average.
+//! 2-thread/1-thread ratio, the process CPU time per packet (all threads;
+//! its 2-thread/1-thread ratio is the parallel path's overhead, which does
+//! not depend on how busy the machine is) and the load average.
 //!
 //! `cargo bench -p streamon-host-ctl --bench threads`
 
@@ -82,25 +84,54 @@ fn generated(frames: Vec<tracegen::Frame>) -> Frames {
         .collect()
 }
 
-/// Packets per second and events of one run.
-fn run(frames: &Frames, threads: usize) -> (f64, u64) {
-    let probe = all_apps();
-    let mut sink = Count(0);
-    let t = Instant::now();
-    if threads == 1 {
-        let mut probe = probe;
-        for (d, l, m) in frames {
-            probe.frame(d, *l, *m, &mut sink);
-        }
-        probe.finish();
-    } else {
-        let mut par = ParallelProbe::start(probe, threads);
-        for (d, l, m) in frames {
-            par.frame(d, *l, *m, &mut sink);
-        }
-        par.finish(&mut sink).expect("workers");
+/// CPU time of the whole process (every thread, exited ones included),
+/// seconds, from `/proc/self/stat` (utime + stime, in 1/100 s ticks).
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3; utime, stime are 14, 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Runs of one measurement: enough for CPU ticks to be precise to ~1 %.
+const REPEAT: usize = 6;
+
+/// Packets per second, CPU seconds per packet, and events of `REPEAT`
+/// runs.
+fn run(frames: &Frames, threads: usize) -> (f64, f64, u64) {
+    let mut events = 0;
+    let (mut cpu, mut wall) = (0.0, 0.0);
+    for _ in 0..REPEAT {
+        // Installing (engine memory) is not part of the measurement.
+        let probe = all_apps();
+        let mut sink = Count(0);
+        let cpu0 = process_cpu_s();
+        let t = Instant::now();
+        // The probe is dropped (engine memory unmapped) after the
+        // measurement in both cases.
+        let done = if threads == 1 {
+            let mut probe = probe;
+            for (d, l, m) in frames {
+                probe.frame(d, *l, *m, &mut sink);
+            }
+            probe.finish();
+            probe
+        } else {
+            let mut par = ParallelProbe::start(probe, threads);
+            for (d, l, m) in frames {
+                par.frame(d, *l, *m, &mut sink);
+            }
+            par.finish(&mut sink).expect("workers").0
+        };
+        wall += t.elapsed().as_secs_f64();
+        cpu += process_cpu_s() - cpu0;
+        events = sink.0;
+        drop(done);
     }
-    (frames.len() as f64 / t.elapsed().as_secs_f64(), sink.0)
+    let n = (frames.len() * REPEAT) as f64;
+    (n / wall, cpu / n, events)
 }
 
 fn loadavg() -> String {
@@ -134,18 +165,28 @@ fn main() {
     ];
     const ROUNDS: usize = 5;
     println!(
-        "{:<30} {:>8} {:>14} {:>14} {:>7}",
-        "input (6 apps)", "events", "1 thread pps", "2 threads pps", "ratio"
+        "{:<30} {:>8} {:>13} {:>13} {:>6} {:>12} {:>12} {:>6}",
+        "input (6 apps)",
+        "events",
+        "1 thread pps",
+        "2 thr pps",
+        "ratio",
+        "1 thr µs/pkt",
+        "2 thr µs/pkt",
+        "ratio"
     );
     for (name, frames) in &inputs {
         let (mut one, mut two) = (Vec::new(), Vec::new());
+        let (mut cpu1, mut cpu2) = (Vec::new(), Vec::new());
         let mut events = (0, 0);
         for _ in 0..ROUNDS {
-            let (p, e) = run(frames, 1);
+            let (p, c, e) = run(frames, 1);
             one.push(p);
+            cpu1.push(c);
             events.0 = e;
-            let (p, e) = run(frames, 2);
+            let (p, c, e) = run(frames, 2);
             two.push(p);
+            cpu2.push(c);
             events.1 = e;
         }
         assert_eq!(events.0, events.1, "{name}: same events at 1 and 2 threads");
@@ -154,13 +195,17 @@ fn main() {
             v[v.len() / 2]
         };
         let (a, b) = (median(&mut one), median(&mut two));
+        let (c1, c2) = (median(&mut cpu1) * 1e6, median(&mut cpu2) * 1e6);
         println!(
-            "{:<30} {:>8} {:>14.0} {:>14.0} {:>7.2}",
+            "{:<30} {:>8} {:>13.0} {:>13.0} {:>6.2} {:>12.2} {:>12.2} {:>6.2}",
             name,
             events.0,
             a,
             b,
-            b / a
+            b / a,
+            c1,
+            c2,
+            c2 / c1
         );
     }
     println!(

@@ -138,8 +138,9 @@ fn live_run(
     if let Stop::Signal = stop {
         // Let the last partly filled block time out (10 ms) and be read.
         std::thread::sleep(Duration::from_millis(500));
-        let ok = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+        // The shell's builtin `kill` (no procps needed).
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill -INT {}", child.id())])
             .status()
             .expect("kill runs")
             .success();
