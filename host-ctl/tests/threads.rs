@@ -17,8 +17,16 @@ fn run(pcap: &Path, threads: u16, dir: &Path) -> (Vec<u8>, serde_json::Value) {
     let stats = dir.join(format!("stats-{threads}.json"));
     let mut cmd = Command::new(BIN);
     cmd.arg("run");
-    for app in ["conficker", "ddos", "dns_nxdomain", "modbus_scan", "p2p", "portscan"] {
-        cmd.arg("--app").arg(root().join("apps").join(format!("{app}.xml")));
+    for app in [
+        "conficker",
+        "ddos",
+        "dns_nxdomain",
+        "modbus_scan",
+        "p2p",
+        "portscan",
+    ] {
+        cmd.arg("--app")
+            .arg(root().join("apps").join(format!("{app}.xml")));
     }
     let out = cmd
         .arg("--pcap")
@@ -30,7 +38,11 @@ fn run(pcap: &Path, threads: u16, dir: &Path) -> (Vec<u8>, serde_json::Value) {
         .arg(&stats)
         .output()
         .expect("streamon runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stats = serde_json::from_slice(&std::fs::read(&stats).expect("stats")).expect("json");
     (std::fs::read(&events).expect("events"), stats)
 }
@@ -54,10 +66,22 @@ fn any_thread_count_writes_the_same_events_and_counters() {
         total += events.len();
         for threads in [2, 4, 8] {
             let (e, s) = run(&pcap, threads, &dir);
-            assert!(e == events, "{}: events differ at {threads} threads", pcap.display());
-            assert_eq!(s, stats, "{}: counters at {threads} threads", pcap.display());
+            assert!(
+                e == events,
+                "{}: events differ at {threads} threads",
+                pcap.display()
+            );
+            assert_eq!(
+                s,
+                stats,
+                "{}: counters at {threads} threads",
+                pcap.display()
+            );
         }
     }
-    assert!(total > 10_000, "the runs said something ({total} bytes of events)");
+    assert!(
+        total > 10_000,
+        "the runs said something ({total} bytes of events)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
