@@ -321,6 +321,25 @@ fn unknown_interface_and_missing_permission_are_clear_errors() {
         "nothing ran, nothing summarised: {err}"
     );
 
+    // A pre-filter that is not a `tcpdump -ddd` program: refused with the
+    // line, before any capture is opened.
+    let bad = std::env::temp_dir().join(format!("streamon-bad-{}.bpf", std::process::id()));
+    std::fs::write(&bad, "2\n40 0 0 12\n6 0 0\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("run")
+        .args(app_args())
+        .args(["--iface", "lo", "--bpf"])
+        .arg(&bad)
+        .output()
+        .expect("streamon runs");
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a `tcpdump -ddd` program") && err.contains("line 3"),
+        "{err}"
+    );
+
     // Without CAP_NET_RAW (as root: drop to nobody; as a user: as is).
     let mut cmd = if is_root() {
         let mut c = Command::new("setpriv");
