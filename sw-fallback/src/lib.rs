@@ -55,10 +55,31 @@ enum Metric {
     Table(ExactTable),
 }
 
+/// Whether a metric of this kind accepts this op kind.
+fn accepts(metric: MetricKind, kind: OpKind) -> bool {
+    match metric {
+        MetricKind::VariationDetector => {
+            matches!(
+                kind,
+                OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet | OpKind::Clear
+            )
+        }
+        MetricKind::HyperLogLog => {
+            matches!(
+                kind,
+                OpKind::Add | OpKind::Get | OpKind::AddGet | OpKind::Clear
+            )
+        }
+        _ => !matches!(kind, OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet),
+    }
+}
+
 /// The software engine.
 pub struct SwEngine {
     plans: Vec<MetricPlan>,
     metrics: Vec<Metric>,
+    /// Per metric, bit `k` set if op kind `k` is one the metric accepts.
+    accepted: Vec<u16>,
     /// `Some(new)` right after a successful detector get: whether the key
     /// was new. Any other op closes it (`None`).
     gate: Option<bool>,
@@ -81,9 +102,19 @@ impl SwEngine {
                 }
             })
             .collect();
+        let accepted = plans
+            .iter()
+            .map(|p| {
+                (1..=8u8)
+                    .filter_map(OpKind::from_u8)
+                    .filter(|&k| accepts(p.kind, k))
+                    .fold(0u16, |bits, k| bits | 1 << k as u8)
+            })
+            .collect();
         SwEngine {
             plans: plans.to_vec(),
             metrics,
+            accepted,
             gate: None,
         }
     }
@@ -98,29 +129,14 @@ impl SwEngine {
     #[inline]
     fn validate(&self, op: &Op) -> Result<OpKind, Status> {
         let kind = OpKind::from_u8(op.kind).ok_or(Status::UnknownOpKind)?;
-        let plan = self
-            .plans
+        let accepted = *self
+            .accepted
             .get(op.metric as usize)
             .ok_or(Status::UnknownMetric)?;
         if op.key_len as usize > KEY_MAX {
             return Err(Status::KeyTooLong);
         }
-        let supported = match plan.kind {
-            MetricKind::VariationDetector => {
-                matches!(
-                    kind,
-                    OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet | OpKind::Clear
-                )
-            }
-            MetricKind::HyperLogLog => {
-                matches!(
-                    kind,
-                    OpKind::Add | OpKind::Get | OpKind::AddGet | OpKind::Clear
-                )
-            }
-            _ => !matches!(kind, OpKind::VdGet | OpKind::VdSet | OpKind::VdGetSet),
-        };
-        if !supported {
+        if accepted & 1 << kind as u8 == 0 {
             return Err(Status::UnsupportedOp);
         }
         if op.flags & OP_FLAG_IF_NEW != 0
