@@ -35,6 +35,10 @@ use crate::CtlError;
 /// Frames processed between two looks at the control socket.
 const FRAMES_PER_TURN: usize = 512;
 
+/// Bounds on the heartbeat interval a controller may ask for, ms.
+const MIN_HEARTBEAT_MS: u64 = 50;
+const MAX_HEARTBEAT_MS: u64 = 60_000;
+
 /// Control messages handled per turn (the rest wait for the next turn).
 const MESSAGES_PER_TURN: usize = 64;
 
@@ -75,7 +79,8 @@ pub struct AgentConfig {
     pub events_advertise: Option<String>,
     /// Public keys, besides the controller's, allowed to subscribe.
     pub extra_subscribers: Vec<[u8; 32]>,
-    /// Heartbeat interval.
+    /// Heartbeat interval until the controller's `welcome` sets its own
+    /// (bounded to 50 ms – 60 s).
     pub heartbeat: Duration,
     /// Packet input.
     pub input: Input,
@@ -252,6 +257,11 @@ impl Agent {
         &self.events_endpoint
     }
 
+    /// The heartbeat interval in force.
+    pub fn heartbeat(&self) -> Duration {
+        self.config.heartbeat
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &AgentStats {
         &self.stats
@@ -421,8 +431,13 @@ impl Agent {
                 controller,
                 heartbeat_ms,
             } => {
+                // The controller decides how often it wants to hear from
+                // us (within sane bounds: it also marks us down by it).
+                let ms = heartbeat_ms.clamp(MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS);
+                self.config.heartbeat = Duration::from_millis(ms);
+                self.next_report = self.next_report.min(Instant::now() + self.config.heartbeat);
                 self.log(format!(
-                    "welcomed by controller {controller} (heartbeat {heartbeat_ms} ms)"
+                    "welcomed by controller {controller} (heartbeat {ms} ms)"
                 ));
             }
             Message::Refuse { reason, detail, .. } => {

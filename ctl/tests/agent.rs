@@ -181,6 +181,21 @@ fn refusals_are_answered_with_reasons_and_counted() {
     fake.send(&deploy(13, "portscan", app("portscan")));
     assert_eq!(refusal(&fake.answer(&mut a)).1, Reason::AlreadyDeployed);
 
+    // The controller sets the heartbeat interval, within bounds.
+    fake.send(&Message::Welcome {
+        controller: "c".into(),
+        heartbeat_ms: 1,
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.heartbeat() != Duration::from_millis(50) && Instant::now() < deadline {
+        a.turn(Duration::from_millis(5)).unwrap();
+    }
+    assert_eq!(
+        a.heartbeat(),
+        Duration::from_millis(50),
+        "1 ms is raised to 50"
+    );
+
     // Still alive and answering.
     fake.send(&Message::Status { nonce: 14 });
     let Message::Ack {
