@@ -175,6 +175,20 @@ fn main() {
         "2 thr µs/pkt",
         "ratio"
     );
+    // `STREAMON_BENCH_INPUT=conficker STREAMON_BENCH_THREADS=2` runs one
+    // input at one thread count (for a profiler).
+    let only = std::env::var("STREAMON_BENCH_INPUT").ok();
+    if let (Some(only), Ok(t)) = (&only, std::env::var("STREAMON_BENCH_THREADS")) {
+        let threads: usize = t.parse().expect("STREAMON_BENCH_THREADS is a number");
+        for (name, frames) in inputs.iter().filter(|(n, _)| n.contains(only.as_str())) {
+            let (p, c, e) = run(frames, threads);
+            println!(
+                "{name} at {threads} threads: {p:.0} pps, {:.2} µs CPU/pkt, {e} events",
+                c * 1e6
+            );
+        }
+        return;
+    }
     for (name, frames) in &inputs {
         let (mut one, mut two) = (Vec::new(), Vec::new());
         let (mut cpu1, mut cpu2) = (Vec::new(), Vec::new());
