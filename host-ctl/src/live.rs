@@ -167,6 +167,7 @@ pub fn run_live(
         }
         // A signal interrupts the wait; the flag is checked on the next turn.
         let Some(mut block) = cap.next_block(Duration::from_millis(100))? else {
+            target.idle();
             continue;
         };
         while let Some(f) = block.next_frame() {

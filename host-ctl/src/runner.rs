@@ -9,6 +9,11 @@ use streamon_probe::{EventSink, ParallelProbe, Probe, WorkerLost};
 pub trait FrameTarget {
     /// Processes (or queues) one frame; events go to `sink`.
     fn frame(&mut self, data: &[u8], linktype: LinkType, meta: FrameMeta, sink: &mut dyn EventSink);
+
+    /// Called when no frame came for a while (a live capture's poll
+    /// timed out): a chance to do periodic work, such as answering the
+    /// live view. Does nothing by default.
+    fn idle(&mut self) {}
 }
 
 impl FrameTarget for Probe {

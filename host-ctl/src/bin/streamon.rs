@@ -654,6 +654,12 @@ impl FrameTarget for LiveTarget<'_> {
             p.serve_live(view, self.probe_id);
         }
     }
+
+    fn idle(&mut self) {
+        if let (Some(view), Runner::Single(p)) = (self.live, &self.runner) {
+            p.serve_live(view, self.probe_id);
+        }
+    }
 }
 
 /// Passes on only the events whose topic starts with one of `topics`
