@@ -1,8 +1,16 @@
-//! The exact per-key table bank (`dleft` counters): `2^b` buckets of up to
-//! `W` slots, every way in its own RAM so a bucket is read and written in
-//! one clock. A slot holds the whole key (identity is the key, never a
-//! fingerprint), its length, an occupied bit, the 64-bit value, the tick of
-//! its last write and its insertion tick.
+//! The exact per-key table bank: `dleft` counters (ExactCounter) and
+//! `tewma-fast` decaying counts (ExactEwma), chosen per install by the
+//! bank's mode register. `2^b` buckets of up to `W` slots, every way in its
+//! own RAM so a bucket is read and written in one clock. A slot holds the
+//! whole key (identity is the key, never a fingerprint), its length, an
+//! occupied bit, the 64-bit value, the tick of its last write and its
+//! insertion tick.
+//!
+//! ExactEwma decays the found slot's value by its age with the metric's
+//! decay table (2048 Q1.16 factors, written through the configuration bus
+//! at install) before adding `v << 24`; the table is a [`LutRam`] read in
+//! the same clock the slot is found, so the read-modify-write stays one
+//! stage and the forwarding register covers back-to-back ops.
 //!
 //! Slot layout (`SLOT_BITS` = 455): key `[0, 320)`, key length `[320, 326)`,
 //! occupied `326`, value `[327, 391)`, tick `[391, 423)`, aux `[423, 455)`.
@@ -11,6 +19,7 @@
 //! the bucket written by the previous op, and `Clear` resets a per-bucket
 //! valid bit vector in one clock.
 
+use crate::lut_ram::LutRam;
 use rust_hdl::prelude::*;
 
 /// Bits of one slot.
@@ -59,6 +68,8 @@ pub struct ExactBank<const AB: usize, const NB: usize, const W: usize> {
     /// Dump data, one clock after `dump_word`.
     pub dump_data: Signal<Out, Bits<64>>,
     slots: [RAM<Bits<SLOT_BITS>, AB>; W],
+    factors: LutRam<Bits<17>, 11>,
+    ewma: DFF<Bit>,
     fwd: [DFF<Bits<SLOT_BITS>>; W],
     log2_buckets: DFF<Bits<6>>,
     ways: DFF<Bits<4>>,
@@ -69,6 +80,7 @@ pub struct ExactBank<const AB: usize, const NB: usize, const W: usize> {
     fwd_bucket: DFF<Bits<AB>>,
     dump_q: DFF<Bits<24>>,
     base: Constant<Bits<16>>,
+    fac_page: Constant<Bits<5>>,
     one_slot: Constant<Bits<SLOT_BITS>>,
     ones64: Constant<Bits<64>>,
     no_buckets: Constant<Bits<NB>>,
@@ -89,6 +101,9 @@ pub struct ExactBank<const AB: usize, const NB: usize, const W: usize> {
     old_tick: Signal<Local, Bits<32>>,
     old_aux: Signal<Local, Bits<32>>,
     sum: Signal<Local, Bits<65>>,
+    old_age: Signal<Local, Bits<32>>,
+    factor: Signal<Local, Bits<17>>,
+    decayed: Signal<Local, Bits<64>>,
     new_value: Signal<Local, Bits<64>>,
     new_tick: Signal<Local, Bits<32>>,
     new_slot: Signal<Local, Bits<SLOT_BITS>>,
@@ -98,8 +113,10 @@ pub struct ExactBank<const AB: usize, const NB: usize, const W: usize> {
 }
 
 impl<const AB: usize, const NB: usize, const W: usize> ExactBank<AB, NB, W> {
-    /// A bank answering configuration writes at `base` (`regmap::exact_bank`).
-    pub fn new(base: usize) -> Self {
+    /// A bank answering configuration writes at `base`
+    /// (`regmap::exact_bank`) and decay-table writes in page `page`
+    /// (`regmap::exact_page`).
+    pub fn new(base: usize, page: usize) -> Self {
         assert_eq!(NB, 1 << AB, "NB must be 2^AB");
         assert!((1..=8).contains(&W), "1..=8 ways");
         ExactBank {
@@ -121,6 +138,8 @@ impl<const AB: usize, const NB: usize, const W: usize> ExactBank<AB, NB, W> {
             dump_word: Default::default(),
             dump_data: Default::default(),
             slots: std::array::from_fn(|_| RAM::new(Default::default())),
+            factors: Default::default(),
+            ewma: Default::default(),
             fwd: std::array::from_fn(|_| Default::default()),
             log2_buckets: Default::default(),
             ways: Default::default(),
@@ -131,6 +150,7 @@ impl<const AB: usize, const NB: usize, const W: usize> ExactBank<AB, NB, W> {
             fwd_bucket: Default::default(),
             dump_q: Default::default(),
             base: Constant::new((base as u64).into()),
+            fac_page: Constant::new((page as u64).into()),
             one_slot: Constant::new(1u64.into()),
             ones64: Constant::new(u64::MAX.into()),
             no_buckets: Constant::new(0u64.into()),
@@ -150,6 +170,9 @@ impl<const AB: usize, const NB: usize, const W: usize> ExactBank<AB, NB, W> {
             old_tick: Default::default(),
             old_aux: Default::default(),
             sum: Default::default(),
+            old_age: Default::default(),
+            factor: Default::default(),
+            decayed: Default::default(),
             new_value: Default::default(),
             new_tick: Default::default(),
             new_slot: Default::default(),
@@ -173,8 +196,14 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
             valid,
             fwd_hit,
             fwd_bucket,
-            dump_q
+            dump_q,
+            ewma
         );
+        self.factors.write_clock.next = self.clock.val();
+        self.factors.write_enable.next =
+            self.cfg_we.val() && (self.cfg_addr.val().get_bits::<5>(11) == self.fac_page.val());
+        self.factors.write_address.next = self.cfg_addr.val().get_bits::<11>(0);
+        self.factors.write_data.next = self.cfg_data.val().get_bits::<17>(0);
         // Stage 2: bucket = g(0) >> (32 - b), or the dump address.
         self.bucket.next = bit_cast::<AB, 32>(
             self.hash.val().get_bits::<32>(0) >> (32 - self.log2_buckets.q.val()),
@@ -256,8 +285,38 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
             self.new_tick.next = self.now.val();
             self.old_aux.next = self.now.val();
         }
+        // ExactEwma: the found value decayed by its age (0 when absent,
+        // since old_value is then 0), as in the decaying-filter rows.
+        self.old_age.next = self.now.val() - self.old_tick.val();
+        if self.old_age.val().get_bit(31) {
+            self.old_age.next = 0.into();
+        }
+        self.factors.read_address.next = self.old_age.val().get_bits::<11>(0);
+        self.factor.next = self.factors.read_data.val();
+        if self.old_age.val().get_bits::<21>(11).any() {
+            self.factor.next = 0.into();
+        }
+        self.decayed.next = (bit_cast::<64, 32>(
+            self.old_value.val().get_bits::<16>(0) * self.factor.val().get_bits::<16>(0),
+        ) >> 16)
+            + bit_cast::<64, 32>(
+                self.old_value.val().get_bits::<16>(16) * self.factor.val().get_bits::<16>(0),
+            )
+            + (bit_cast::<64, 32>(
+                self.old_value.val().get_bits::<16>(32) * self.factor.val().get_bits::<16>(0),
+            ) << 16)
+            + (bit_cast::<64, 32>(
+                self.old_value.val().get_bits::<16>(48) * self.factor.val().get_bits::<16>(0),
+            ) << 32);
+        if self.factor.val().get_bit(16) {
+            self.decayed.next = self.old_value.val();
+        }
         self.sum.next =
             bit_cast::<65, 64>(self.old_value.val()) + bit_cast::<65, 32>(self.value.val());
+        if self.ewma.q.val() {
+            self.sum.next = bit_cast::<65, 64>(self.decayed.val())
+                + (bit_cast::<65, 32>(self.value.val()) << 24);
+        }
         self.new_value.next = self.sum.val().get_bits::<64>(0);
         if self.sum.val().get_bit(64) {
             self.new_value.next = self.ones64.val();
@@ -274,6 +333,9 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
         if self.go.val() {
             if self.kind.val() == 5 {
                 self.result.next = self.old_value.val();
+                if self.ewma.q.val() {
+                    self.result.next = self.decayed.val();
+                }
             }
             if (self.kind.val() == 4) | (self.kind.val() == 6) {
                 self.write.next = true;
@@ -323,12 +385,15 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
                 self.fwd[w].d.next = self.slot.val();
             }
         }
-        // Configuration: log2 buckets, ways, tick shift (which installs).
+        // Configuration: log2 buckets, ways, mode, tick shift (which installs).
         if self.cfg_we.val() && self.cfg_addr.val() == self.base.val() {
             self.log2_buckets.d.next = self.cfg_data.val().get_bits::<6>(0);
         }
         if self.cfg_we.val() && self.cfg_addr.val() == self.base.val() + 1 {
             self.ways.d.next = self.cfg_data.val().get_bits::<4>(0);
+        }
+        if self.cfg_we.val() && self.cfg_addr.val() == self.base.val() + 3 {
+            self.ewma.d.next = self.cfg_data.val().get_bit(0);
         }
         if self.cfg_we.val() && self.cfg_addr.val() == self.base.val() + 2 {
             self.tick_shift.d.next = self.cfg_data.val().get_bits::<6>(0);

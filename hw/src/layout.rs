@@ -33,13 +33,13 @@ pub struct Layout {
 /// The layout the Verilator model (`streamon-sim`) is built with: small
 /// banks, so equivalence tests see collisions, swaps and evictions, and a
 /// small model, so Verilator builds it quickly.
-pub type SimPipeline = Pipeline<2, 3, 8, 2, 3, 8, 4, 1, 2, 6, 64, 4>;
+pub type SimPipeline = Pipeline<2, 3, 8, 3, 3, 8, 4, 1, 2, 6, 64, 4>;
 /// [`SimPipeline`]'s layout.
 pub const SIM: Layout = Layout {
     name: "sim",
     vd_banks: 2,
     vd_block_bits: 3,
-    exact_banks: 2,
+    exact_banks: 3,
     exact_bucket_bits: 3,
     exact_ways: 4,
     global_banks: 1,
@@ -138,7 +138,7 @@ pub fn connect_ports<
 /// Verilog of a named layout (`sim`, `ice40`, `synth16`).
 pub fn verilog_for(name: &str) -> Option<String> {
     Some(match name {
-        "sim" => verilog_of::<2, 3, 8, 2, 3, 8, 4, 1, 2, 6, 64, 4>(),
+        "sim" => verilog_of::<2, 3, 8, 3, 3, 8, 4, 1, 2, 6, 64, 4>(),
         "ice40" => verilog_of::<1, 1, 2, 0, 1, 2, 1, 1, 0, 4, 16, 1>(),
         "synth16" => verilog_of::<8, 7, 128, 6, 10, 1024, 4, 2, 0, 4, 16, 1>(),
         _ => return None,

@@ -7,7 +7,8 @@
 //!   constant matrix);
 //! * [`regs`]: the register block (metric count, metric → kind/bank map);
 //! * [`vd_bank`]: variation detectors (two blocked Bloom filters, swap rule);
-//! * [`exact_bank`]: exact per-key counters (`dleft`);
+//! * [`exact_bank`]: exact per-key counters (`dleft`) and decaying counts
+//!   (`tewma-fast`), with [`lut_ram`] holding the decay table;
 //! * [`global_bank`]: the global counter;
 //! * [`decay_bank`]: time-decaying counting Bloom filters (`tewma`);
 //! * [`pipeline`]: the op decoder, the `IF_NEW` gate and the result path.
@@ -23,6 +24,7 @@ pub mod exact_bank;
 pub mod global_bank;
 pub mod h3_unit;
 pub mod layout;
+pub mod lut_ram;
 pub mod pipeline;
 pub mod regmap;
 pub mod regs;

@@ -24,8 +24,8 @@ use rust_hdl::prelude::*;
 
 /// The capability bitmap: bit `k` set if the hardware hosts
 /// `MetricKind` code `k` (VariationDetector 1, DecayingFilter 2, Global 5,
-/// ExactCounter 6).
-pub const CAPABILITIES: u64 = 1 << 1 | 1 << 2 | 1 << 5 | 1 << 6;
+/// ExactCounter 6, ExactEwma 7).
+pub const CAPABILITIES: u64 = 1 << 1 | 1 << 2 | 1 << 5 | 1 << 6 | 1 << 7;
 
 /// Clocks from an op's input clock (counted) to its result on
 /// `out_result`: five registered stages.
@@ -148,7 +148,7 @@ impl<
     /// Builds the pipeline (all metrics uninstalled).
     pub fn new() -> Self {
         assert!(
-            NV <= 16 && NE <= 16 && NG <= 16 && NF <= 16,
+            NV <= 16 && NE <= regmap::MAX_EXACT_BANKS && NG <= 16 && NF <= 16,
             "at most 16 banks of a kind"
         );
         Pipeline {
@@ -167,7 +167,9 @@ impl<
             regs: RegBlock::new(),
             hasher: Default::default(),
             vd: std::array::from_fn(|i| VdBank::new(regmap::vd_bank(i))),
-            exact: std::array::from_fn(|i| ExactBank::new(regmap::exact_bank(i))),
+            exact: std::array::from_fn(|i| {
+                ExactBank::new(regmap::exact_bank(i), regmap::exact_page(i))
+            }),
             global: std::array::from_fn(|i| GlobalBank::new(regmap::global_bank(i))),
             decay: std::array::from_fn(|i| DecayBank::new(regmap::df_bank(i), regmap::df_page(i))),
             v1: Default::default(),
@@ -293,6 +295,7 @@ impl<
         if (self.entry2.val().get_bits::<4>(0) == 2)
             | (self.entry2.val().get_bits::<4>(0) == 5)
             | (self.entry2.val().get_bits::<4>(0) == 6)
+            | (self.entry2.val().get_bits::<4>(0) == 7)
         {
             self.supported.next = (self.kind2.q.val() > 3) && (self.kind2.q.val() < 9);
         }
@@ -369,14 +372,18 @@ impl<
             self.exact[i].ts.next = self.ts3.q.val();
             self.exact[i].kind.next = self.ekind.val();
             self.exact[i].go.next = self.run.val()
-                && (self.entry3.val().get_bits::<4>(0) == 6)
+                && ((self.entry3.val().get_bits::<4>(0) == 6)
+                    | (self.entry3.val().get_bits::<4>(0) == 7))
                 && self.bank_sel.val().get_bit(i);
             self.exact[i].cfg_we.next = self.cfg_we.val();
             self.exact[i].cfg_addr.next = self.cfg_addr.val();
             self.exact[i].cfg_data.next = self.cfg_data.val();
             self.exact[i].dump_en.next = self.dump_en.val();
             self.exact[i].dump_word.next = self.dump_addr.val().get_bits::<24>(0);
-            if (self.entry3.val().get_bits::<4>(0) == 6) && self.bank_sel.val().get_bit(i) {
+            if ((self.entry3.val().get_bits::<4>(0) == 6)
+                | (self.entry3.val().get_bits::<4>(0) == 7))
+                && self.bank_sel.val().get_bit(i)
+            {
                 self.value.next = self.exact[i].result.val();
                 self.rflags.next = self.exact[i].flags.val();
             }

@@ -22,10 +22,25 @@ pub const fn vd_bank(i: usize) -> usize {
     0x0100 + 16 * i
 }
 
-/// Base of exact bank `i`: `+0` log2 buckets, `+1` ways, `+2` tick shift
-/// (installs).
+/// Base of exact bank `i`: `+0` log2 buckets, `+1` ways, `+3` mode (0
+/// ExactCounter, 1 ExactEwma), `+2` tick shift (installs; written last).
 pub const fn exact_bank(i: usize) -> usize {
     0x0200 + 16 * i
+}
+
+/// Most exact banks with a decay-table page (pages 2..16, below the
+/// decaying filters' pages).
+pub const MAX_EXACT_BANKS: usize = 14;
+
+/// Decay-table page of exact bank `i` (address bits 11..16).
+pub const fn exact_page(i: usize) -> usize {
+    0x02 + i
+}
+
+/// Entry `age` (0..2048) of exact bank `i`'s decay table (ExactEwma): the
+/// Q1.16 factor in `cfg_data` bits 0..17. Written before the install.
+pub const fn exact_factor(i: usize, age: usize) -> usize {
+    exact_page(i) << 11 | age
 }
 
 /// Base of global bank `i`: `+0` installs (zeroes the sum).

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use streamon_contract::dump::{BLOCK_WORDS, SLOT_WORDS};
 use streamon_contract::fixed::initial_swap_threshold;
 use streamon_contract::h3::h3;
-use streamon_contract::plan::TableSpec;
+use streamon_contract::plan::{TableSpec, TimeConstant};
 use streamon_contract::{
-    MetricEngine, MetricPlan, MetricSpec, Op, OpKind, OpResult, ResultFlags, Status, KEY_MAX,
+    MetricEngine, MetricKind, MetricPlan, MetricSpec, Op, OpKind, OpResult, ResultFlags, Status,
+    KEY_MAX,
 };
 use streamon_hw::exact_bank::ExactBank;
 use streamon_hw::global_bank::GlobalBank;
@@ -287,7 +288,7 @@ impl Logic for ExactBench {
 fn exact_bench() -> ExactBench {
     let mut b = ExactBench {
         clock: Default::default(),
-        bank: ExactBank::new(regmap::exact_bank(0)),
+        bank: ExactBank::new(regmap::exact_bank(0), regmap::exact_page(0)),
         res: Default::default(),
         flg: Default::default(),
     };
@@ -319,11 +320,21 @@ struct ExactIn {
 
 fn run_exact(plan: &MetricPlan, ops: &[Op]) -> (Vec<Answer>, Vec<u64>) {
     let base = regmap::exact_bank(0) as u64;
-    let cfg = [
+    let ewma = plan.kind == MetricKind::ExactEwma;
+    let mut cfg = vec![
         (base, plan.log2_size as u64),
         (base + 1, plan.width as u64),
-        (base + 2, plan.tick_shift as u64),
+        (base + 3, ewma as u64),
     ];
+    // ExactEwma: the decay table, before the install.
+    cfg.extend(
+        plan.decay
+            .iter()
+            .enumerate()
+            .map(|(age, &f)| (regmap::exact_factor(0, age) as u64, f as u64)),
+    );
+    cfg.push((base + 2, plan.tick_shift as u64));
+    let n_cfg = cfg.len();
     let stream: Vec<ExactIn> = ops
         .iter()
         .map(|op| ExactIn {
@@ -351,7 +362,7 @@ fn run_exact(plan: &MetricPlan, ops: &[Op]) -> (Vec<Answer>, Vec<u64>) {
     sim.add_clock(5, |x: &mut Box<ExactBench>| x.clock.next = !x.clock.val());
     sim.add_testbench(move |mut sim: Sim<ExactBench>| {
         let mut x = sim.init()?;
-        for (a, d) in cfg {
+        for &(a, d) in &cfg {
             x.bank.cfg_we.next = true;
             x.bank.cfg_addr.next = a.into();
             x.bank.cfg_data.next = d.into();
@@ -386,7 +397,7 @@ fn run_exact(plan: &MetricPlan, ops: &[Op]) -> (Vec<Answer>, Vec<u64>) {
         }
         sim.done(x)
     });
-    let clocks = (cfg_len() + n + n_words + 8) as u64;
+    let clocks = (n_cfg + n + n_words + 8) as u64;
     sim.run(Box::new(exact_bench()), clocks * 10).unwrap();
     let r = std::mem::take(&mut *out.lock().unwrap());
     r
@@ -467,6 +478,46 @@ proptest! {
                 let bytes = [key, key ^ 0x5a, 7, 1];
                 let key_bytes: &[u8] = if kind == OpKind::Clear { &[] } else { &bytes[..len as usize] };
                 Op::new(0, kind, key_bytes, value >> (key % 20), (t as u64) << 19).unwrap()
+            })
+            .collect();
+        let (want, want_dump) = software(&plan, &ops);
+        let (got, got_dump) = run_exact(&plan, &ops);
+        if let Some(d) = first_difference(&ops, &got, &want) {
+            panic!("{d}");
+        }
+        prop_assert_eq!(got_dump, want_dump);
+    }
+
+    /// The same bank in ExactEwma mode (`tewma-fast`, τ = 2 ms: ticks of
+    /// 16 µs, so the streams' steps of up to 20 ms reach every age of the
+    /// decay table and beyond): decayed values, saturation with large
+    /// values, back-to-back ops on one slot, resets, clears, time going back.
+    #[test]
+    fn exact_bank_ewma_matches_software(
+        log2_buckets in 1u32..=2,
+        ways in 1u32..=4,
+        raw in proptest::collection::vec((0u8..16, 0u8..12, 1u8..=3, any::<u32>(), -3i64..40), 1..250),
+    ) {
+        let plan = MetricPlan::install(MetricSpec::ExactEwma {
+            table: TableSpec { log2_buckets, ways },
+            tau: TimeConstant { tau_ns: 2e6 },
+        })
+        .unwrap();
+        let mut t: i64 = 100;
+        let ops: Vec<Op> = raw
+            .iter()
+            .map(|&(k, key, len, value, dt)| {
+                t = (t + dt).max(0);
+                let kind = match k {
+                    0..=5 => OpKind::AddGet,
+                    6..=8 => OpKind::Add,
+                    9..=12 => OpKind::Get,
+                    13..=14 => OpKind::ResetKey,
+                    _ => OpKind::Clear,
+                };
+                let bytes = [key, key ^ 0x5a, 7];
+                let key_bytes: &[u8] = if kind == OpKind::Clear { &[] } else { &bytes[..len as usize] };
+                Op::new(0, kind, key_bytes, value >> (key % 24), (t as u64) << 19).unwrap()
             })
             .collect();
         let (want, want_dump) = software(&plan, &ops);

@@ -7,8 +7,8 @@
 //! reads state back through the dump port into the contract's dump layout.
 //!
 //! The hardware hosts the kinds in [`CAPABILITIES`] (VariationDetector,
-//! DecayingFilter, ExactCounter, Global) within the layout's bank counts and
-//! sizes;
+//! DecayingFilter, ExactCounter, ExactEwma, Global) within the layout's bank
+//! counts and sizes;
 //! [`SimEngine::hostable`] tells which plans fit, and [`SimEngine::new`]
 //! refuses the others with [`SimError`] so they are routed to the software
 //! engine instead of being answered differently.
@@ -101,10 +101,18 @@ impl SimEngine {
                 }
                 Bank::Exact(i) => {
                     let base = regmap::exact_bank(i) as u16;
+                    let ewma = plan.kind == MetricKind::ExactEwma;
                     w.push((base, plan.log2_size as u64));
                     w.push((base + 1, plan.width as u64));
+                    w.push((base + 3, ewma as u64));
+                    if ewma {
+                        for (age, &f) in plan.decay.iter().enumerate() {
+                            w.push((regmap::exact_factor(i, age) as u16, f as u64));
+                        }
+                    }
+                    // The tick shift last: it installs.
                     w.push((base + 2, plan.tick_shift as u64));
-                    (MetricKind::ExactCounter as u64, i)
+                    (plan.kind as u64, i)
                 }
                 Bank::Global(i) => {
                     w.push((regmap::global_bank(i) as u16, 0));
@@ -202,7 +210,7 @@ fn assign_banks(plans: &[MetricPlan]) -> Result<Vec<Bank>, SimError> {
                 nv += 1;
                 Bank::Vd(nv - 1)
             }
-            MetricKind::ExactCounter => {
+            MetricKind::ExactCounter | MetricKind::ExactEwma => {
                 fit(
                     ne < LAYOUT.exact_banks,
                     format!("only {} exact banks", LAYOUT.exact_banks),

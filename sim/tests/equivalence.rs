@@ -5,7 +5,7 @@
 //! on real traces.
 //!
 //! Covered kinds: every kind the hardware claims (`CAPABILITIES`):
-//! VariationDetector, DecayingFilter, ExactCounter, Global.
+//! VariationDetector, DecayingFilter, ExactCounter, ExactEwma, Global.
 
 use proptest::prelude::*;
 use streamon_contract::op::OP_FLAG_IF_NEW;
@@ -52,13 +52,21 @@ fn plans() -> Vec<MetricPlan> {
             rows: 3,
             tau: TimeConstant { tau_ns: 2e7 },
         },
+        // `tewma-fast`, τ = 2 ms, in a small table (evictions).
+        MetricSpec::ExactEwma {
+            table: TableSpec {
+                log2_buckets: 2,
+                ways: 3,
+            },
+            tau: TimeConstant { tau_ns: 2e6 },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
     .collect()
 }
 
-const N_METRICS: u16 = 7;
+const N_METRICS: u16 = 8;
 
 /// Compares results op by op and every metric's dump; the error names the
 /// first differing op and both results.

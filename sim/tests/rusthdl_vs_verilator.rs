@@ -42,6 +42,13 @@ fn rusthdl_simulator_agrees_with_verilator() {
             rows: 2,
             tau: TimeConstant { tau_ns: 2e6 },
         },
+        MetricSpec::ExactEwma {
+            table: TableSpec {
+                log2_buckets: 1,
+                ways: 2,
+            },
+            tau: TimeConstant { tau_ns: 2e6 },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
@@ -90,6 +97,17 @@ fn rusthdl_simulator_agrees_with_verilator() {
         if i == 17 {
             ops.push(Op::new(3, OpKind::Clear, &[], 0, ts).unwrap());
         }
+        ops.push(Op::new(4, OpKind::AddGet, &key, i % 4, ts).unwrap());
+        ops.push(
+            Op::new(
+                4,
+                [OpKind::AddGet, OpKind::Get][i as usize % 2],
+                &key,
+                1,
+                ts,
+            )
+            .unwrap(),
+        );
     }
     let mut sim = SimEngine::new(&plans).unwrap();
     let mut want = vec![OpResult::default(); ops.len()];

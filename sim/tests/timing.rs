@@ -36,6 +36,13 @@ fn plans() -> Vec<MetricPlan> {
             rows: 4,
             tau: TimeConstant { tau_ns: 5e7 },
         },
+        MetricSpec::ExactEwma {
+            table: TableSpec {
+                log2_buckets: 3,
+                ways: 4,
+            },
+            tau: TimeConstant { tau_ns: 5e7 },
+        },
     ]
     .into_iter()
     .map(|s| MetricPlan::install(s).unwrap())
@@ -133,6 +140,8 @@ fn same_address_bursts_do_not_stall() {
         ops.push(Op::new(5, OpKind::AddGet, &key, 3, i << 12).unwrap());
         ops.push(Op::new(5, OpKind::AddGet, &key, 1, i << 12).unwrap());
         ops.push(Op::new(5, OpKind::Get, &key, 0, i << 12).unwrap());
+        ops.push(Op::new(6, OpKind::AddGet, &key, 2, i << 12).unwrap());
+        ops.push(Op::new(6, OpKind::AddGet, &key, 1, i << 12).unwrap());
     }
     let mut sim = SimEngine::new(&plans()).unwrap();
     let (got, when, clocks) = sim.run_timed(&ops, 0);

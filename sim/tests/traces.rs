@@ -6,7 +6,8 @@
 //! `VdGetSet(vd, pair)`, `AddGet(pairs_per_src, src) + IF_NEW`,
 //! `AddGet(bytes_per_src, src, frame length)`, `Add(packets)`,
 //! `AddGet(rate_per_src, src)` (a `tewma` with the shipped apps' τ = 60 s),
-//! `AddGet(byte_rate_per_pair, pair, frame length)` (a `tewma`, τ = 1 s).
+//! `AddGet(byte_rate_per_pair, pair, frame length)` (a `tewma`, τ = 1 s),
+//! `AddGet(exact_rate_per_src, src)` (a `tewma-fast`, τ = 10 s).
 //!
 //! Results op by op and the final dumps must be identical.
 
@@ -42,6 +43,7 @@ fn ops_of(path: &std::path::Path) -> Vec<Op> {
         ops.push(Op::new(2, OpKind::Add, &[], 1, ts).unwrap());
         ops.push(Op::new(5, OpKind::AddGet, src, 1, ts).unwrap());
         ops.push(Op::new(6, OpKind::AddGet, pair, pkt.orig_len, ts).unwrap());
+        ops.push(Op::new(7, OpKind::AddGet, src, 1, ts).unwrap());
     }
     ops
 }
@@ -79,6 +81,13 @@ fn real_traces_are_bit_identical() {
             log2_cells: 5,
             rows: 2,
             tau: TimeConstant::from_window_secs(1.0),
+        },
+        MetricSpec::ExactEwma {
+            table: TableSpec {
+                log2_buckets: 3,
+                ways: 4,
+            },
+            tau: TimeConstant::from_window_secs(10.0),
         },
     ]
     .into_iter()
