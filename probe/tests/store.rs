@@ -272,3 +272,35 @@ fn redis_down_the_probe_keeps_running_counts_drops_and_resumes() {
     assert!(w.dropped_down > 0 || w.dropped_full > 0);
     assert_eq!(w.enqueued, w.written + w.dropped_down);
 }
+
+#[test]
+fn each_update_refreshes_a_volatile_keys_ttl_and_key_names_the_event_key() {
+    let redis = RedisProc::start();
+    let kv = store(&redis.url(), WriterConfig::default());
+    let app = r#"<streamon>
+  <statedef id="default"/>
+  <event type="packet" selector="proto udp" primary-key="ip_src-dst_port">
+    <state id="default">
+      <post-condition-action do="kv_incr(app:%app:flows:%key, ttl=3)"/>
+    </state>
+  </event>
+</streamon>"#;
+    let mut probe = probe_with(app, "edge-4", &kv);
+    let mut sink = VecSink::default();
+    let key = "streamon:edge-4:app:hosts:flows:192.0.2.7-9";
+    let pkt = udp([192, 0, 2, 7], [10, 0, 0, 1], 9, 10);
+    frame(&mut probe, &mut sink, 0, &pkt);
+    assert!(kv.writer().wait_idle(Duration::from_secs(10)));
+    let mut c = redis.conn();
+    // Timing bounds loose enough for a loaded machine: 1 s of the 3 s
+    // has passed, the update puts it back near 3 s.
+    std::thread::sleep(Duration::from_millis(1000));
+    let before: i64 = c.pttl(key).unwrap();
+    assert!(before > 0 && before <= 2000, "{before}");
+    frame(&mut probe, &mut sink, 1, &pkt);
+    assert!(kv.writer().wait_idle(Duration::from_secs(10)));
+    let after: i64 = c.pttl(key).unwrap();
+    assert!(after > before + 500, "refreshed: {before} -> {after}");
+    let n: i64 = c.get(key).unwrap();
+    assert_eq!(n, 2);
+}
