@@ -110,7 +110,9 @@ impl LiveTable {
         let capacity = capacity.clamp(1, 1 << 24);
         let width = metrics + features;
         LiveTable {
-            index: HashMap::with_capacity_and_hasher(capacity, RandomState::new()),
+            // Twice the keys held: replacing keys leaves tombstones, and a
+            // half-empty table rehashes in place instead of growing.
+            index: HashMap::with_capacity_and_hasher(capacity * 2, RandomState::new()),
             slots: Vec::with_capacity(capacity),
             values: vec![0.0; capacity * width],
             width,
