@@ -118,6 +118,8 @@ fn meta(i: u64, len: usize) -> FrameMeta {
     }
 }
 
+// `u64::is_multiple_of` is newer than the workspace's rust-version (1.85).
+#[allow(clippy::manual_is_multiple_of)]
 fn latency(rate: u64, secs: u64) {
     let redis = RedisProc::start_with(&["--notify-keyspace-events", "K$"]);
     let (mut probe, store) = probe(&redis);
@@ -167,7 +169,7 @@ fn latency(rate: u64, secs: u64) {
     while done < total {
         let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
         while done < due {
-            if done.is_multiple_of(100) {
+            if done % 100 == 0 {
                 let i = (done / 100) as usize;
                 sent[i].store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 probe.frame(
