@@ -20,6 +20,7 @@ fn event(n: u64) -> OutputEvent {
         code: "A1".into(),
         level: "LOW".into(),
         key: "10.0.0.1-192.0.2.7".into(),
+        key_fields: Vec::new(),
         text: "DNS Hijacking Suspected".into(),
         features: vec![("nxd_count".into(), 17.0), ("ratio".into(), 0.25)],
         event: "packet:0".into(),

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 pub use publisher::{Publisher, PublisherConfig, PublisherStats, DEFAULT_ENDPOINT, DEFAULT_SNDHWM};
 pub use subscriber::{Subscriber, SubscriberConfig, SubscriberStats, DEFAULT_MAX_MESSAGE_BYTES};
-pub use wire::{Delivered, EventRecord, Payload, PayloadFormat, TextLine};
+pub use wire::{to_message, Delivered, EventRecord, Payload, PayloadFormat, TextLine};
 
 /// Setting up or using a bus socket failed.
 #[derive(Debug, thiserror::Error)]

@@ -174,6 +174,18 @@ impl Subscriber {
         }
     }
 
+    /// Waits until one of `subs` has a message queued, at most `timeout`;
+    /// `Ok(false)` when none came.
+    pub fn wait_any(subs: &[Subscriber], timeout: Duration) -> Result<bool, BusError> {
+        let mut items: Vec<zmq::PollItem<'_>> = subs
+            .iter()
+            .map(|s| s.socket.as_poll_item(zmq::POLLIN))
+            .collect();
+        let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        let n = zmq::poll(&mut items, ms).map_err(|e| BusError::Zmq("poll", e))?;
+        Ok(n > 0)
+    }
+
     fn track_seq(&mut self, probe: &str, topic: &str, seq: u64) {
         let key = (probe.to_string(), topic.to_string());
         if let Some(&next) = self.next_seq.get(&key) {

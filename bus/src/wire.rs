@@ -16,7 +16,9 @@
 //!   `%state.description`). An empty code or level gives an empty token
 //!   between two single spaces, which parses back to empty.
 //! - **JSON object** ([`PayloadFormat::Json`]), versioned (`"v": 1`), with
-//!   the probe id, app, topic, key, states, code, level, text, features (an
+//!   the probe id, app, topic, key, key fields (an object of the key's
+//!   fields by name, rendered; a decoder takes its absence as empty, as
+//!   from a publisher older than the field), states, code, level, text, features (an
 //!   object in emission order; non-finite values as the strings `"NaN"`,
 //!   `"inf"`, `"-inf"`, which JSON numbers cannot carry), trace time,
 //!   triggering event and packet number, and a per-publisher, per-topic
@@ -35,7 +37,7 @@
 
 use std::fmt::Write as _;
 
-use streamon_probe::OutputEvent;
+use streamon_probe::{Message, MessageError, OutputEvent};
 
 /// The topic whose payload is the packet bytes.
 pub const RAW_TOPIC: &str = "raw";
@@ -176,6 +178,9 @@ pub struct EventRecord {
     pub topic: String,
     /// The event's key, rendered.
     pub key: String,
+    /// The key's fields by name, rendered (`ip_src` → `10.0.0.1`); empty
+    /// from a publisher that did not send them.
+    pub key_fields: Vec<(String, String)>,
     /// State before the pass.
     pub state_from: String,
     /// State after the pass.
@@ -475,12 +480,13 @@ impl serde::Serialize for JsonOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let e = self.ev;
-        let mut m = s.serialize_map(Some(15))?;
+        let mut m = s.serialize_map(Some(16))?;
         m.serialize_entry("v", &JSON_VERSION)?;
         m.serialize_entry("probe", self.probe)?;
         m.serialize_entry("app", &e.app)?;
         m.serialize_entry("topic", &e.topic)?;
         m.serialize_entry("key", &e.key)?;
+        m.serialize_entry("key_fields", &KeyFieldsOut(&e.key_fields))?;
         m.serialize_entry("state_from", &e.state_from)?;
         m.serialize_entry("state_to", &e.state_to)?;
         m.serialize_entry("code", &e.code)?;
@@ -491,6 +497,19 @@ impl serde::Serialize for JsonOut<'_> {
         m.serialize_entry("event", &e.event)?;
         m.serialize_entry("packet_no", &e.packet_no)?;
         m.serialize_entry("seq", &self.seq)?;
+        m.end()
+    }
+}
+
+struct KeyFieldsOut<'a>(&'a [(String, String)]);
+
+impl serde::Serialize for KeyFieldsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
         m.end()
     }
 }
@@ -520,6 +539,9 @@ struct JsonIn {
     app: String,
     topic: String,
     key: String,
+    /// Added within version 1: absent from older publishers.
+    #[serde(default)]
+    key_fields: KeyFieldsIn,
     state_from: String,
     state_to: String,
     code: String,
@@ -530,6 +552,33 @@ struct JsonIn {
     event: String,
     packet_no: u64,
     seq: u64,
+}
+
+/// Key fields in publisher order (a JSON object).
+#[derive(Default)]
+struct KeyFieldsIn(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for KeyFieldsIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyFieldsIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of key field values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<KeyFieldsIn, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = a.next_entry::<String, String>()? {
+                    out.push(kv);
+                }
+                Ok(KeyFieldsIn(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -596,6 +645,7 @@ pub fn parse_json(text: &str) -> Result<EventRecord, WireError> {
         app: j.app,
         topic: j.topic,
         key: j.key,
+        key_fields: j.key_fields.0,
         state_from: j.state_from,
         state_to: j.state_to,
         code: j.code,
@@ -607,6 +657,43 @@ pub fn parse_json(text: &str) -> Result<EventRecord, WireError> {
         packet_no: j.packet_no,
         seq: j.seq,
     })
+}
+
+/// Turns a received event into an input event of the receiving probe's
+/// applications (probe chaining): every field of a JSON record, or what a
+/// text line has (no app, key, key fields or state). Refuses `raw`
+/// packet bytes and anything over the [`Message`] limits.
+pub fn to_message(d: &Delivered) -> Result<Message, MessageError> {
+    // `Message` has private fields: fill a default one.
+    let mut m = Message::default();
+    m.topic = d.topic.clone();
+    match &d.payload {
+        Payload::Raw(_) => return Err(MessageError::Raw),
+        Payload::Line(l) => {
+            m.probe = l.probe.clone();
+            m.code = l.code.clone();
+            m.level = l.level.clone();
+            m.text = l.description.clone();
+            m.ts = l.ts;
+            m.features = l.features.clone();
+        }
+        Payload::Record(r) => {
+            m.probe = r.probe.clone();
+            m.app = r.app.clone();
+            m.key = r.key.clone();
+            m.state = r.state_to.clone();
+            m.code = r.code.clone();
+            m.level = r.level.clone();
+            m.text = r.text.clone();
+            m.ts = r.ts;
+            m.features = r.features.clone();
+            for (k, v) in &r.key_fields {
+                m.push_key_field(k, v)?;
+            }
+        }
+    }
+    m.check_limits()?;
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -623,6 +710,7 @@ mod tests {
             code: "A1".into(),
             level: "LOW".into(),
             key: "10.0.0.1".into(),
+            key_fields: vec![("ip_src".into(), "10.0.0.1".into())],
             text: r#"DNS "hijack" \ suspected"#.into(),
             features: vec![("nxd_count".into(), 17.0), ("ratio".into(), 0.5)],
             event: "packet:0".into(),
@@ -634,7 +722,7 @@ mod tests {
     const TEXT_BYTES: &[u8] =
         br#"1700000000123456789 probe1 A1 LOW "DNS \"hijack\" \\ suspected" nxd_count=17.000000 ratio=0.500000"#;
 
-    const JSON_BYTES: &[u8] = br#"{"v":1,"probe":"probe1","app":"dns","topic":"alert","key":"10.0.0.1","state_from":"normal","state_to":"suspect","code":"A1","level":"LOW","text":"DNS \"hijack\" \\ suspected","features":{"nxd_count":17.0,"ratio":0.5},"ts":1700000000123456789,"event":"packet:0","packet_no":42,"seq":7}"#;
+    const JSON_BYTES: &[u8] = br#"{"v":1,"probe":"probe1","app":"dns","topic":"alert","key":"10.0.0.1","key_fields":{"ip_src":"10.0.0.1"},"state_from":"normal","state_to":"suspect","code":"A1","level":"LOW","text":"DNS \"hijack\" \\ suspected","features":{"nxd_count":17.0,"ratio":0.5},"ts":1700000000123456789,"event":"packet:0","packet_no":42,"seq":7}"#;
 
     #[test]
     fn text_golden_bytes() {
@@ -689,6 +777,7 @@ mod tests {
                 app: e.app,
                 topic: e.topic,
                 key: e.key,
+                key_fields: e.key_fields,
                 state_from: e.state_from,
                 state_to: e.state_to,
                 code: e.code,
@@ -852,6 +941,40 @@ mod tests {
             err(&[b"alert", b"12 p A1 LOW \"d\\q\""]),
             "bad text line at byte 14: an escape \\\" \\\\ \\n or \\r"
         );
+    }
+
+    #[test]
+    fn received_events_become_messages() {
+        use streamon_probe::FieldSource;
+        let d = decode(&[b"alert".to_vec(), JSON_BYTES.to_vec()]).unwrap();
+        let m = to_message(&d).unwrap();
+        assert_eq!((m.probe.as_str(), m.app.as_str()), ("probe1", "dns"));
+        assert_eq!((m.state.as_str(), m.code.as_str()), ("suspect", "A1"));
+        assert_eq!(m.feature("ratio"), Some(0.5));
+        assert_eq!(
+            m.field(streamon_packet_field("ip_src")),
+            Some(streamon_packet::FieldValue::Addr(
+                "10.0.0.1".parse().unwrap()
+            ))
+        );
+        let d = decode(&[b"alert".to_vec(), TEXT_BYTES.to_vec()]).unwrap();
+        let m = to_message(&d).unwrap();
+        assert_eq!(m.text, r#"DNS "hijack" \ suspected"#);
+        assert_eq!((m.ts, m.key.as_str()), (1_700_000_000_123_456_789, ""));
+        let raw = decode(&[b"raw".to_vec(), vec![1, 2]]).unwrap();
+        assert_eq!(to_message(&raw), Err(MessageError::Raw));
+        let bad = String::from_utf8(JSON_BYTES.to_vec())
+            .unwrap()
+            .replace(r#"{"ip_src":"10.0.0.1"}"#, r#"{"ip_src":"x"}"#);
+        let d = decode(&[b"alert".to_vec(), bad.into_bytes()]).unwrap();
+        assert!(matches!(
+            to_message(&d),
+            Err(MessageError::BadKeyValue { .. })
+        ));
+    }
+
+    fn streamon_packet_field(name: &str) -> streamon_packet::Field {
+        streamon_packet::Field::from_name(name).unwrap()
     }
 
     #[test]

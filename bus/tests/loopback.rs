@@ -20,6 +20,7 @@ fn event(topic: &str, n: u64) -> OutputEvent {
         code: "A1".into(),
         level: "LOW".into(),
         key: "10.0.0.1".into(),
+        key_fields: Vec::new(),
         text: format!("event {n}"),
         features: vec![("nxd_count".into(), n as f64)],
         event: "packet:0".into(),

@@ -1,14 +1,21 @@
 //! The probe on the ZeroMQ bus (feature `bus`): what `streamon run
 //! --publish` and `--subscribe` set up, from command-line values to
-//! `streamon-bus` sockets.
+//! `streamon-bus` sockets, and the [`Inbox`] through which a chained probe
+//! receives other probes' events as input events of its applications.
 //!
 //! Key files are the `streamon-bus` Z85 files: `NAME.key` (secret) with
 //! its `NAME.pub` (public) beside it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use streamon_bus::curve::{self, KeyPair};
-use streamon_bus::{BusError, PayloadFormat, Publisher, PublisherConfig};
+use streamon_bus::{
+    to_message, BusError, PayloadFormat, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
+    SubscriberStats,
+};
+use streamon_probe::{EventSink, MessageError, Probe};
 
 /// Setting up the probe's bus sockets failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +26,9 @@ pub enum NetError {
     /// A secret key file whose name does not end in `.key`.
     #[error("{0}: a secret key file must be NAME.key, with NAME.pub beside it")]
     KeyName(PathBuf),
+    /// A CURVE publisher to subscribe to, but no key of our own.
+    #[error("subscribing to {0} with CURVE needs this probe's key (--curve-key)")]
+    NoClientKey(String),
 }
 
 /// How `--publish` publishes.
@@ -65,4 +75,209 @@ pub fn open_publisher(spec: &PublishSpec) -> Result<Publisher, NetError> {
         c.curve = Some((pair, allowed));
     }
     Ok(Publisher::bind(&c)?)
+}
+
+/// One `--subscribe ENDPOINT[@SERVER.pub]`: a publisher to subscribe to,
+/// with its CURVE public key file when it serves CURVE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeSpec {
+    /// The publisher's endpoint (`tcp://probe1:5560`).
+    pub endpoint: String,
+    /// The publisher's public key file, for CURVE.
+    pub server_key: Option<PathBuf>,
+}
+
+impl std::str::FromStr for SubscribeSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (endpoint, key) = match s.rsplit_once('@') {
+            Some((e, k)) => (e, Some(PathBuf::from(k))),
+            None => (s, None),
+        };
+        if !endpoint.contains("://") {
+            return Err(format!(
+                "{s:?}: expected ENDPOINT[@SERVER_KEY.pub], e.g. tcp://127.0.0.1:5560"
+            ));
+        }
+        Ok(SubscribeSpec {
+            endpoint: endpoint.to_string(),
+            server_key: key,
+        })
+    }
+}
+
+/// What an [`Inbox`] has done, beyond each subscriber's own counters.
+#[derive(Debug, Clone, Default)]
+pub struct InboxStats {
+    /// Messages handed to the probe.
+    pub delivered: u64,
+    /// Received events that cannot be messages, by reason (`raw`,
+    /// `key field`, `too many`, `too long`); skipped.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Why the last one was refused.
+    pub last_refused: Option<String>,
+}
+
+/// The probe's subscriptions to other probes (probe chaining): one
+/// [`Subscriber`] per publisher, filtered to the topics of the installed
+/// message events. Every received event becomes a [`Message`] for
+/// [`Probe::message`] ([`streamon_probe::Message`]), or is counted as
+/// refused.
+///
+/// Queues are bounded: each subscriber's `ZMQ_RCVHWM` (libzmq drops past
+/// it, counted from the JSON `seq` as `lost`), and [`Inbox::drain`] takes
+/// at most `max` messages per call, so a flooding publisher delays the
+/// probe's packets by a bounded amount and then loses messages, counted,
+/// instead of growing memory.
+pub struct Inbox {
+    subs: Vec<Subscriber>,
+    endpoints: Vec<String>,
+    stats: InboxStats,
+}
+
+impl Inbox {
+    /// Connects to every publisher of `specs`, for `topics` (prefix
+    /// filters; the probe's message topics). `client`: this probe's CURVE
+    /// key pair, for publishers given with a server key.
+    pub fn connect(
+        specs: &[SubscribeSpec],
+        topics: &[String],
+        client: Option<&KeyPair>,
+        rcvhwm: Option<i32>,
+    ) -> Result<Inbox, NetError> {
+        let mut subs = Vec::new();
+        for spec in specs {
+            let curve = match &spec.server_key {
+                None => None,
+                Some(k) => {
+                    let me = client.ok_or(NetError::NoClientKey(spec.endpoint.clone()))?;
+                    Some((me.clone(), curve::read_key(k)?))
+                }
+            };
+            subs.push(Subscriber::connect(&SubscriberConfig {
+                endpoints: vec![spec.endpoint.clone()],
+                topics: topics.to_vec(),
+                rcvhwm,
+                curve,
+                max_message_bytes: None,
+            })?);
+        }
+        Ok(Inbox {
+            subs,
+            endpoints: specs.iter().map(|s| s.endpoint.clone()).collect(),
+            stats: InboxStats::default(),
+        })
+    }
+
+    /// Hands at most `max` queued messages to `probe`, without waiting;
+    /// returns how many were received (delivered or refused).
+    pub fn drain(
+        &mut self,
+        probe: &mut Probe,
+        sink: &mut dyn EventSink,
+        max: usize,
+    ) -> Result<usize, NetError> {
+        let mut n = 0;
+        let mut idle = false;
+        while n < max && !idle {
+            idle = true;
+            for s in &mut self.subs {
+                if n == max {
+                    break;
+                }
+                let Some(d) = s.try_recv()? else { continue };
+                idle = false;
+                n += 1;
+                match to_message(&d) {
+                    Ok(m) => {
+                        self.stats.delivered += 1;
+                        probe.message(&m, sink);
+                    }
+                    Err(e) => {
+                        let reason = match e {
+                            MessageError::Raw => "raw",
+                            MessageError::UnknownKeyField(_)
+                            | MessageError::MessageFieldAsKey(_)
+                            | MessageError::BadKeyValue { .. } => "key field",
+                            MessageError::TooMany { .. } => "too many",
+                            MessageError::TooLong { .. } => "too long",
+                        };
+                        *self.stats.refused.entry(reason).or_default() += 1;
+                        self.stats.last_refused = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Waits until a message is queued, at most `timeout`.
+    pub fn wait(&self, timeout: Duration) -> Result<bool, NetError> {
+        Ok(Subscriber::wait_any(&self.subs, timeout)?)
+    }
+
+    /// This inbox's counters.
+    pub fn stats(&self) -> &InboxStats {
+        &self.stats
+    }
+
+    /// Each subscriber's counters, with its endpoint.
+    pub fn subscriber_stats(&self) -> Vec<(&str, SubscriberStats)> {
+        self.endpoints
+            .iter()
+            .map(String::as_str)
+            .zip(self.subs.iter().map(Subscriber::stats))
+            .collect()
+    }
+
+    /// The last malformed message of each subscriber that had one.
+    pub fn last_malformed(&self) -> Vec<(&str, String)> {
+        self.endpoints
+            .iter()
+            .zip(&self.subs)
+            .filter_map(|(e, s)| Some((e.as_str(), s.last_malformed()?.to_string())))
+            .collect()
+    }
+}
+
+/// When [`receive_until`] stops.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopWhen {
+    /// After this long without a message, once one has come.
+    pub idle: Option<Duration>,
+    /// After this long in all.
+    pub total: Option<Duration>,
+}
+
+/// Most messages one [`Inbox::drain`] call hands over between packets.
+pub const DRAIN_BATCH: usize = 1024;
+
+/// Receives messages into `probe` until `stop` says so (both `None`:
+/// forever). The wall clock only decides when to stop listening; message
+/// events run in message time.
+pub fn receive_until(
+    inbox: &mut Inbox,
+    probe: &mut Probe,
+    sink: &mut dyn EventSink,
+    stop: StopWhen,
+) -> Result<(), NetError> {
+    let start = Instant::now();
+    let mut last = None::<Instant>;
+    loop {
+        let now = Instant::now();
+        if stop.total.is_some_and(|t| now.duration_since(start) >= t) {
+            return Ok(());
+        }
+        if let (Some(idle), Some(l)) = (stop.idle, last) {
+            if now.duration_since(l) >= idle {
+                return Ok(());
+            }
+        }
+        if inbox.drain(probe, sink, DRAIN_BATCH)? > 0 {
+            last = Some(Instant::now());
+            continue;
+        }
+        inbox.wait(Duration::from_millis(50))?;
+    }
 }

@@ -60,3 +60,65 @@ pub fn replay_frames(
     summary.bytes = src.byte_offset();
     Ok(summary)
 }
+
+/// How [`replay_frames_with`] replays.
+pub struct ReplayOptions<'a, T: ?Sized> {
+    /// Shift every timestamp so the first frame is at this time (ns since
+    /// the epoch), as if the capture were replayed then: probes replaying
+    /// different captures share one clock this way. The shift is the same
+    /// for every frame, so intervals are kept.
+    pub start_time_ns: Option<u64>,
+    /// Called every [`BETWEEN_EVERY`] frames and once after the last, with
+    /// the target and the sink (a chained probe hands it the messages
+    /// received meanwhile).
+    pub between: Option<&'a mut dyn FnMut(&mut T, &mut dyn EventSink)>,
+}
+
+impl<T: ?Sized> Default for ReplayOptions<'_, T> {
+    fn default() -> Self {
+        ReplayOptions {
+            start_time_ns: None,
+            between: None,
+        }
+    }
+}
+
+/// Frames between two calls of [`ReplayOptions::between`].
+pub const BETWEEN_EVERY: u64 = 64;
+
+/// [`replay_frames`] with options; like it, leaves `target` unfinished.
+pub fn replay_frames_with<T: FrameTarget + ?Sized>(
+    target: &mut T,
+    path: &Path,
+    sink: &mut dyn EventSink,
+    progress: Progress<'_>,
+    mut opts: ReplayOptions<'_, T>,
+) -> Result<ReplaySummary, CaptureError> {
+    let mut src = PcapSource::open(path)?;
+    let mut summary = ReplaySummary::default();
+    // (first frame's time, shift target)
+    let mut shift: Option<(u64, u64)> = None;
+    while let Some(f) = src.next_frame()? {
+        let mut meta = f.meta;
+        if let Some(start) = opts.start_time_ns {
+            let (first, start) = *shift.get_or_insert((meta.ts_ns, start));
+            let rel = i128::from(meta.ts_ns) - i128::from(first);
+            meta.ts_ns = (i128::from(start) + rel).clamp(0, i128::from(u64::MAX)) as u64;
+        }
+        target.frame(f.data, f.linktype, meta, sink);
+        summary.frames += 1;
+        if summary.frames & 0xfff == 0 {
+            progress(summary.frames, src.byte_offset());
+        }
+        if summary.frames % BETWEEN_EVERY == 0 {
+            if let Some(b) = opts.between.as_mut() {
+                b(target, sink);
+            }
+        }
+    }
+    if let Some(b) = opts.between.as_mut() {
+        b(target, sink);
+    }
+    summary.bytes = src.byte_offset();
+    Ok(summary)
+}

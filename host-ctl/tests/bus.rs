@@ -241,4 +241,168 @@ mod with_bus {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not a Z85 CURVE key"), "{err}");
     }
+
+    /// T0 of the chain tests: every first-tier probe replays its capture
+    /// as if it started at this instant (ns), so their symptoms share a
+    /// clock, as probes at different sites would.
+    const T0: &str = "1700000000000000000";
+
+    /// Runs `outbreak.xml` subscribed to one first-tier probe per capture
+    /// (`scan_symptom.xml`, JSON), all replaying from T0. Returns the
+    /// second tier's events and its stderr.
+    fn chain(test: &str, captures: &[&str]) -> (Vec<serde_json::Value>, String) {
+        let dir = scratch(test);
+        let ports: Vec<u16> = captures.iter().map(|_| free_port()).collect();
+        let out2 = dir.join("outbreak.jsonl");
+        let mut second = Command::new(BIN);
+        second
+            .args(["run", "--probe-id", "correlator", "--app"])
+            .arg(root().join("apps/outbreak.xml"))
+            .arg("--events")
+            .arg(&out2)
+            .args(["--idle-exit", "5", "--max-run", "120"]);
+        for p in &ports {
+            second.args(["--subscribe", &format!("tcp://127.0.0.1:{p}")]);
+        }
+        let second = second.stderr(Stdio::piped()).spawn().unwrap();
+        let firsts: Vec<Child> = captures
+            .iter()
+            .zip(&ports)
+            .enumerate()
+            .map(|(i, (cap, port))| {
+                Command::new(BIN)
+                    .args(["run", "--probe-id", &format!("site{i}"), "--app"])
+                    .arg(root().join("apps/scan_symptom.xml"))
+                    .arg("--pcap")
+                    .arg(trace(cap))
+                    .args(["--start-time", T0, "--events"])
+                    .arg(dir.join(format!("site{i}.jsonl")))
+                    .args(["--publish", &format!("tcp://127.0.0.1:{port}")])
+                    .args(["--publish-format", "json", "--wait-subscribers", "1"])
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in firsts {
+            let o = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "{err}");
+            // Each first-tier probe saw its subscriber before replaying.
+            assert!(err.contains("subscriptions    1"), "{err}");
+        }
+        let o = second.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let events = std::fs::read_to_string(&out2)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (events, err)
+    }
+
+    #[test]
+    fn chained_probes_raise_an_outbreak_from_three_scanning_hosts() {
+        let (events, err) = chain(
+            "outbreak",
+            &[
+                "bss_port_scan.pcap",
+                "zeek_wikipedia.pcap",
+                "ndpi_synscan.pcap",
+                "zeek_nmap_vsn.pcap",
+            ],
+        );
+        assert!(err.contains("messages delivered 3"), "{err}");
+        assert_eq!(events.len(), 1, "{events:?}\n{err}");
+        let e = &events[0];
+        assert_eq!(e["topic"], "alert");
+        assert_eq!(e["key"], "SCAN");
+        assert_eq!(e["state_to"], "outbreak");
+        assert_eq!(e["event"], "message:0");
+        let text = e["text"].as_str().unwrap();
+        assert!(
+            text.contains("outbreak of SCAN: 3.000000 hosts within 60 s"),
+            "{text}"
+        );
+        assert!(text.contains("fanout 7.000000"), "{text}");
+        // Message time: within the first seconds after T0, whatever the
+        // wall clock did.
+        let ts = e["ts"].as_u64().unwrap();
+        let t0: u64 = T0.parse().unwrap();
+        assert!((t0..t0 + 10_000_000_000).contains(&ts), "{ts}");
+    }
+
+    #[test]
+    fn two_scanning_hosts_are_no_outbreak() {
+        let (events, err) = chain(
+            "no_outbreak",
+            &[
+                "bss_port_scan.pcap",
+                "zeek_wikipedia.pcap",
+                "tcpreplay_test.pcap",
+                "zeek_nmap_vsn.pcap",
+            ],
+        );
+        assert!(err.contains("messages delivered 2"), "{err}");
+        assert!(events.is_empty(), "{events:?}");
+        assert!(err.contains("event 0 matched  2"), "{err}");
+    }
+
+    #[test]
+    fn a_probe_needs_packets_or_subscriptions() {
+        let out = Command::new(BIN)
+            .args(["run", "--app"])
+            .arg(root().join("apps/outbreak.xml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--pcap"), "{err}");
+    }
+
+    #[test]
+    fn malformed_and_refused_messages_are_counted() {
+        let dir = scratch("refused");
+        let mut p = streamon_bus::Publisher::bind(&{
+            let mut c = streamon_bus::PublisherConfig::new("evil");
+            c.endpoint = "tcp://127.0.0.1:*".into();
+            c
+        })
+        .unwrap();
+        let second = Command::new(BIN)
+            .args(["run", "--app"])
+            .arg(root().join("apps/outbreak.xml"))
+            .arg("--events")
+            .arg(dir.join("out.jsonl"))
+            .args([
+                "--subscribe",
+                p.endpoint(),
+                "--idle-exit",
+                "2",
+                "--max-run",
+                "60",
+            ])
+            .args(["--stats-json", dir.join("stats.json").to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert_eq!(p.wait_subscriptions(1, Duration::from_secs(30)).unwrap(), 1);
+        p.send_frames(b"symptom", b"not an event");
+        p.send_frames(b"symptom", &vec![b'x'; 200_000]);
+        let bad_key = r#"{"v":1,"probe":"x","app":"a","topic":"symptom","key":"k","key_fields":{"ip_src":"not-an-address"},"state_from":"a","state_to":"b","code":"SCAN","level":"","text":"","features":{},"ts":1,"event":"packet:0","packet_no":1,"seq":0}"#;
+        p.send_frames(b"symptom", bad_key.as_bytes());
+        let o = second.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("malformed        1"), "{err}");
+        assert!(err.contains("oversized        1"), "{err}");
+        assert!(err.contains("messages refused (key field) 1"), "{err}");
+        assert!(err.contains("messages delivered 0"), "{err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["bus"]["inbox"]["refused"]["key field"], 1, "{v}");
+        assert_eq!(v["bus"]["inbox"]["subscriptions"][0]["malformed"], 1, "{v}");
+    }
 }

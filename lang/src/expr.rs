@@ -56,6 +56,7 @@ pub(crate) const RESERVED: &[&str] = &[
     "in",
     "kv",
     "kv_exists",
+    "msg",
 ];
 
 /// An expression before name resolution.
@@ -295,6 +296,23 @@ impl Parser<'_, '_> {
             "true" => return Ok(num(1.0, name_span)),
             "false" => return Ok(num(0.0, name_span)),
             _ => {}
+        }
+        // `msg.NAME`: a feature of the message of a message event.
+        if name == "msg" && self.c.peek() == Some('.') {
+            self.c.bump();
+            let Some((feature, span)) = self.c.ident() else {
+                return Err(SyntaxError::new(
+                    self.c.pos,
+                    format!(
+                        "expected a feature name after `msg.`, found {}",
+                        self.c.found()
+                    ),
+                ));
+            };
+            return Ok(RawExpr {
+                kind: RawKind::Name(format!("msg.{feature}")),
+                span: name_span.start..span.end,
+            });
         }
         if is_operator_word(name) {
             return Err(SyntaxError::new(

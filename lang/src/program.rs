@@ -88,8 +88,12 @@ pub struct Program {
     /// The timeout classes, one per timeout event, in document order.
     pub timeout_classes: Vec<TimeoutClass>,
     /// The events (`<event>`), in document order. Packet events are tried
-    /// in this order and the first whose selector matches wins.
+    /// in this order and the first whose selector matches wins; message
+    /// events likewise for messages.
     pub events: Vec<Event>,
+    /// The message feature names the program reads (`msg.NAME`), indexed
+    /// by [`Expr::MsgFeature`] and [`Subst::MsgFeature`].
+    pub msg_features: Vec<String>,
 }
 
 impl Program {
@@ -162,6 +166,10 @@ impl Program {
             Expr::Feature(f) => out.push_str(&self.features[f.index()].name),
             Expr::Metric(m) => out.push_str(&self.metrics[m.index()].name),
             Expr::Field(f) => out.push_str(f.name()),
+            Expr::MsgFeature(i) => {
+                out.push_str("msg.");
+                out.push_str(&self.msg_features[*i as usize]);
+            }
             Expr::Table(t, k) => out.push_str(&format!("{}({k})", self.tables[t.index()].name)),
             Expr::Store(read, name) => out.push_str(&format!("{}({name})", read.func_name())),
             Expr::Unary(op, inner) => {
@@ -585,11 +593,12 @@ impl Event {
         match &self.kind {
             EventKind::Packet { primary_key, .. } => Some(primary_key),
             EventKind::Timeout { primary_key, .. } => primary_key.as_ref(),
+            EventKind::Message { primary_key, .. } => Some(primary_key),
         }
     }
 }
 
-/// Packet or timeout event.
+/// Packet, timeout or message event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
     /// `type="packet"`: runs for packets that match `selector` (and no
@@ -608,6 +617,18 @@ pub enum EventKind {
         /// The declared key, if any; every `timeout_set` of the class then
         /// uses this key shape.
         primary_key: Option<Key>,
+    },
+    /// `type="message"`: runs for messages received from other probes
+    /// (probe chaining) whose topic is `topic` and that match `selector`
+    /// (and no earlier message event).
+    Message {
+        /// The topic the message must have (exactly).
+        topic: String,
+        /// Which messages, over the `msg_*` fields and the message's key
+        /// fields.
+        selector: Selector,
+        /// The key of the per-flow state.
+        primary_key: Key,
     },
 }
 
@@ -676,6 +697,10 @@ pub enum Expr {
     Metric(MetricId),
     /// A numeric packet field (of the packet, or the timeout's context).
     Field(Field),
+    /// `msg.NAME`: feature `NAME` of the message of a message event
+    /// (index into [`Program::msg_features`]); 0 when the message has no
+    /// such feature or the pass is not a message's.
+    MsgFeature(u32),
     /// A table read; a missing entry reads 0.
     Table(TableId, Key),
     /// A knowledge-store read (`kv(name)`, `kv_exists(name)`), served from
@@ -1159,6 +1184,9 @@ pub enum Subst {
     NextState(StateAttr),
     /// `%client.id`: the probe's identifier (runtime configuration).
     ProbeId,
+    /// `%msg.NAME`: a feature of the message (index into
+    /// [`Program::msg_features`]), 6 decimals; empty when absent.
+    MsgFeature(u32),
 }
 
 /// Which [`StateInfo`] attribute a substitution renders.

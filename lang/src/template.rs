@@ -124,7 +124,7 @@ impl Builder {
                     return Ok(());
                 }
                 let mut name = name.to_string();
-                if matches!(name.as_str(), "state" | "next_state" | "client")
+                if matches!(name.as_str(), "state" | "next_state" | "client" | "msg")
                     && c.peek() == Some('.')
                     && c.peek2().is_some_and(is_ident_start)
                 {

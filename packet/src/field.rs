@@ -107,6 +107,28 @@ fields! {
     IcmpCode = "icmp_code": U8,
     /// Innermost VLAN id, when the frame is tagged.
     Vlan = "vlan": U16,
+    /// Message events only: the publishing probe's id. Packets lack it,
+    /// as they lack every `msg_*` field.
+    MsgProbe = "msg_probe": FieldType::Str,
+    /// Message events only: the publishing application.
+    MsgApp = "msg_app": FieldType::Str,
+    /// Message events only: the message's topic.
+    MsgTopic = "msg_topic": FieldType::Str,
+    /// Message events only: the publisher's event key, rendered
+    /// (`10.0.0.1-192.0.2.7`).
+    MsgKey = "msg_key": FieldType::Str,
+    /// Message events only: the state code (`%state.code` at the publisher).
+    MsgCode = "msg_code": FieldType::Str,
+    /// Message events only: the state level (`LOW`).
+    MsgLevel = "msg_level": FieldType::Str,
+    /// Message events only: the publisher key's state after its pass.
+    MsgState = "msg_state": FieldType::Str,
+    /// Message events only: the message's text (the description of a
+    /// D-StreaMon text line).
+    MsgText = "msg_text": FieldType::Str,
+    /// Message events only: the message's time, ns since the epoch (the
+    /// publisher's packet time).
+    MsgTs = "msg_ts": U64,
 }
 
 impl Field {

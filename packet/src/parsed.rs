@@ -896,6 +896,16 @@ impl<'a> Parsed<'a> {
                 _ => return None,
             },
             Field::Vlan => UInt(self.vlan?.into()),
+            // Fields of message events (probe chaining): never in a packet.
+            Field::MsgProbe
+            | Field::MsgApp
+            | Field::MsgTopic
+            | Field::MsgKey
+            | Field::MsgCode
+            | Field::MsgLevel
+            | Field::MsgState
+            | Field::MsgText
+            | Field::MsgTs => return None,
         };
         Some(v)
     }

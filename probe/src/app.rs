@@ -17,12 +17,13 @@ use streamon_lang::{
     Action, AssignOp, EventKind, InsertValue, Key, StateAttr, StateId, Subst, Template,
     TemplatePart, ValueType,
 };
-use streamon_packet::{parse, FrameMeta, KeyBuf, LinkType, Parsed};
+use streamon_packet::{parse, Field, FieldValue, FrameMeta, KeyBuf, LinkType, Parsed};
 
 use crate::eval::{self, ArithStats, ExprEnv};
 use crate::exec::ExecRunner;
 use crate::key::{write_fields, StateKey};
 use crate::live::{KeyText, LiveTable, PassRecord};
+use crate::message::{FieldSource, Message};
 use crate::output::{EventSink, OutputEvent};
 use crate::plan::{AppPlan, KeyRef};
 use crate::store::{self, AppStore, KnowledgeStore, NameCtx};
@@ -36,7 +37,10 @@ pub struct AppStats {
     pub matched: Vec<u64>,
     /// Packets no packet event matched.
     pub unmatched: u64,
-    /// Packets whose primary key could not be built (a key field absent).
+    /// Messages (from other probes) no message event matched.
+    pub messages_unmatched: u64,
+    /// Packets or messages whose primary key could not be built (a key
+    /// field absent).
     pub no_key: u64,
     /// Passes for a key in a state the event has no `<state>` for.
     pub no_behaviour: u64,
@@ -94,11 +98,70 @@ struct StateEntry {
 struct TimeoutRecord {
     period_ns: u64,
     seq: u64,
-    /// The packet that last armed it: `%field` and keys in the timeout pass
-    /// read this packet.
-    frame: Box<[u8]>,
-    linktype: LinkType,
-    meta: FrameMeta,
+    /// The packet or message that last armed it: `%field` and keys in the
+    /// timeout pass read it.
+    ctx: CtxRecord,
+}
+
+/// A copy of a pass's context, kept by a timeout.
+#[derive(Clone)]
+enum CtxRecord {
+    Packet {
+        frame: Box<[u8]>,
+        linktype: LinkType,
+        meta: FrameMeta,
+    },
+    Message(Box<Message>),
+}
+
+/// What a pass reads its fields from.
+#[derive(Clone, Copy)]
+enum Ctx<'p, 'a> {
+    Packet(&'p Parsed<'a>),
+    Message(&'p Message),
+}
+
+impl FieldSource for Ctx<'_, '_> {
+    #[inline]
+    fn field(&self, f: Field) -> Option<FieldValue<'_>> {
+        match self {
+            Ctx::Packet(p) => p.get(f),
+            Ctx::Message(m) => m.field(f),
+        }
+    }
+}
+
+impl Ctx<'_, '_> {
+    #[inline]
+    fn get(&self, f: Field) -> Option<FieldValue<'_>> {
+        self.field(f)
+    }
+
+    /// The packet bytes (`Publish(raw, …)`); a message has none.
+    fn frame(&self) -> Option<&[u8]> {
+        match self {
+            Ctx::Packet(p) => Some(p.frame()),
+            Ctx::Message(_) => None,
+        }
+    }
+
+    fn packet_no(&self) -> u64 {
+        match self {
+            Ctx::Packet(p) => p.meta().packet_no,
+            Ctx::Message(_) => 0,
+        }
+    }
+
+    fn record(&self) -> CtxRecord {
+        match self {
+            Ctx::Packet(p) => CtxRecord::Packet {
+                frame: p.frame().into(),
+                linktype: p.linktype(),
+                meta: p.meta(),
+            },
+            Ctx::Message(m) => CtxRecord::Message(Box::new((*m).clone())),
+        }
+    }
 }
 
 /// Options of a runtime.
@@ -147,7 +210,7 @@ pub struct AppRuntime {
 struct Pass<'p, 'a> {
     event: usize,
     key: StateKey,
-    ctx: &'p Parsed<'a>,
+    ctx: Ctx<'p, 'a>,
     ts: u64,
     state: StateId,
 }
@@ -262,7 +325,7 @@ impl AppRuntime {
         }
         let event = self.plan.program.events.iter().position(|e| match &e.kind {
             EventKind::Packet { selector, .. } => eval::matches(selector, p),
-            EventKind::Timeout { .. } => false,
+            EventKind::Timeout { .. } | EventKind::Message { .. } => false,
         });
         let Some(event) = event else {
             self.stats.unmatched += 1;
@@ -274,7 +337,47 @@ impl AppRuntime {
             self.stats.no_key += 1;
             return;
         };
-        self.run_pass(event, key, p, ts, sink);
+        self.run_pass(event, key, Ctx::Packet(p), ts, sink);
+    }
+
+    /// Processes one message from another probe: the first message event
+    /// of its topic whose selector matches runs, at the message's time
+    /// (never earlier than this application's latest time; see
+    /// [`crate::message`]).
+    pub fn message(&mut self, m: &Message, sink: &mut dyn EventSink) {
+        let ts = m.ts.max(self.last_ts);
+        self.advance_to(ts, sink);
+        self.reset_detectors(ts);
+        let event = self.plan.program.events.iter().position(|e| match &e.kind {
+            EventKind::Message {
+                topic, selector, ..
+            } => *topic == m.topic && eval::matches(selector, m),
+            EventKind::Packet { .. } | EventKind::Timeout { .. } => false,
+        });
+        let Some(event) = event else {
+            self.stats.messages_unmatched += 1;
+            return;
+        };
+        self.stats.matched[event] += 1;
+        let kref = self.plan.primary_keys[event].expect("message events have a primary key");
+        let Some(key) = self.build_key(kref, m) else {
+            self.stats.no_key += 1;
+            return;
+        };
+        self.run_pass(event, key, Ctx::Message(m), ts, sink);
+    }
+
+    /// The topics of this application's message events (what a probe
+    /// running it subscribes to).
+    pub fn message_topics(&self) -> impl Iterator<Item = &str> {
+        self.plan
+            .program
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Message { topic, .. } => Some(topic.as_str()),
+                _ => None,
+            })
     }
 
     /// End of input: counts what is still pending (timers later than the
@@ -286,7 +389,7 @@ impl AppRuntime {
         self.timeouts.len()
     }
 
-    fn build_key(&mut self, k: KeyRef, p: &Parsed<'_>) -> Option<StateKey> {
+    fn build_key<S: FieldSource + ?Sized>(&mut self, k: KeyRef, p: &S) -> Option<StateKey> {
         let fields = &self.plan.keys[k.0 as usize].fields;
         if !write_fields(p, fields, &mut self.keybuf) {
             return None;
@@ -362,8 +465,7 @@ impl AppRuntime {
         // Periodic until cancelled: re-arm before the pass, so the pass may
         // cancel or re-arm it.
         let period = rec.period_ns;
-        let frame = rec.frame.clone();
-        let (linktype, meta) = (rec.linktype, rec.meta);
+        let ctx = rec.ctx.clone();
         let next = due.saturating_add(period);
         if next > due {
             let new_seq = self.timers.arm(next, TimerKind::Timeout(class, key));
@@ -377,9 +479,16 @@ impl AppRuntime {
         }
         self.stats.timeouts_fired += 1;
         let event = self.plan.program.timeout_classes[class as usize].event;
-        match parse(&frame, linktype, meta) {
-            Ok(ctx) => self.run_pass(event, key, &ctx, due, sink),
-            Err(_) => self.stats.timeout_context_lost += 1,
+        match &ctx {
+            CtxRecord::Packet {
+                frame,
+                linktype,
+                meta,
+            } => match parse(frame, *linktype, *meta) {
+                Ok(p) => self.run_pass(event, key, Ctx::Packet(&p), due, sink),
+                Err(_) => self.stats.timeout_context_lost += 1,
+            },
+            CtxRecord::Message(m) => self.run_pass(event, key, Ctx::Message(m), due, sink),
         }
     }
 
@@ -408,7 +517,7 @@ impl AppRuntime {
         &mut self,
         event: usize,
         key: StateKey,
-        ctx: &Parsed<'_>,
+        ctx: Ctx<'_, '_>,
         ts: u64,
         sink: &mut dyn EventSink,
     ) {
@@ -554,7 +663,7 @@ impl AppRuntime {
             .expect("checked");
         for (i, t) in bp.ops.iter().enumerate() {
             let fields = &self.plan.keys[t.key.0 as usize].fields;
-            if !write_fields(pass.ctx, fields, &mut self.keybuf) {
+            if !write_fields(&pass.ctx, fields, &mut self.keybuf) {
                 self.stats.ops_missing_key += 1;
                 continue;
             }
@@ -624,7 +733,11 @@ impl AppRuntime {
                     unreachable!()
                 };
                 let text = self.render(text, pass, next);
-                let raw = (topic == "raw").then(|| hex(ctx.frame()));
+                let raw = if topic == "raw" {
+                    ctx.frame().map(hex)
+                } else {
+                    None
+                };
                 self.emit(pass, next, &topic, text, raw, sink);
             }
             Light::Print => {
@@ -660,7 +773,7 @@ impl AppRuntime {
                     };
                     eval::eval(value_of(self.action(pass, at)), &env, arith)
                 };
-                let Some(k) = self.build_key(kref, ctx) else {
+                let Some(k) = self.build_key(kref, &ctx) else {
                     self.stats.ops_missing_key += 1;
                     return;
                 };
@@ -710,10 +823,10 @@ impl AppRuntime {
                     unreachable!()
                 };
                 let kref = self.plan.key_ref(key);
-                if let Some(k) = self.build_key(kref, ctx) {
+                if let Some(k) = self.build_key(kref, &ctx) {
                     self.blocks
                         .insert(k, pass.ts.saturating_add((seconds * 1e9) as u64));
-                    let text = format!("block {} for {seconds} s", self.render_key(kref, ctx));
+                    let text = format!("block {} for {seconds} s", self.render_key(kref, &ctx));
                     self.emit(pass, next, "block", text, None, sink);
                 }
             }
@@ -722,9 +835,9 @@ impl AppRuntime {
                     unreachable!()
                 };
                 let kref = self.plan.key_ref(key);
-                if let Some(k) = self.build_key(kref, ctx) {
+                if let Some(k) = self.build_key(kref, &ctx) {
                     if self.blocks.remove(&k).is_some() {
-                        let text = format!("unblock {}", self.render_key(kref, ctx));
+                        let text = format!("unblock {}", self.render_key(kref, &ctx));
                         self.emit(pass, next, "unblock", text, None, sink);
                     }
                 }
@@ -737,7 +850,7 @@ impl AppRuntime {
                     None => Some(pass.key),
                     Some(key) => {
                         let kref = self.plan.key_ref(key);
-                        self.build_key(kref, ctx)
+                        self.build_key(kref, &ctx)
                     }
                 };
                 let Some(k) = k else {
@@ -757,9 +870,7 @@ impl AppRuntime {
                         TimeoutRecord {
                             period_ns,
                             seq,
-                            frame: ctx.frame().into(),
-                            linktype: ctx.linktype(),
-                            meta: ctx.meta(),
+                            ctx: ctx.record(),
                         },
                     );
                 }
@@ -807,7 +918,7 @@ impl AppRuntime {
                 let cx = NameCtx {
                     probe_id: &self.options.probe_id,
                     app: &self.plan.name,
-                    packet: ctx,
+                    packet: &ctx,
                     key: &key,
                 };
                 if let Some(st) = &self.store {
@@ -824,7 +935,7 @@ impl AppRuntime {
         &self,
         name: &streamon_lang::StoreName,
         pass_key: &dyn Fn() -> String,
-        ctx: &Parsed<'_>,
+        ctx: &dyn FieldSource,
         with: impl FnOnce(Option<&[u8]>) -> R,
     ) -> R {
         let Some(st) = &self.store else {
@@ -861,7 +972,7 @@ impl AppRuntime {
                     self.stats.resets_unsupported += 1;
                     return;
                 }
-                let Some(k) = self.build_key(kref, pass.ctx) else {
+                let Some(k) = self.build_key(kref, &pass.ctx) else {
                     self.stats.ops_missing_key += 1;
                     return;
                 };
@@ -898,6 +1009,7 @@ impl AppRuntime {
             .collect();
         let event = match &program.events[pass.event].kind {
             EventKind::Packet { .. } => format!("packet:{}", pass.event),
+            EventKind::Message { .. } => format!("message:{}", pass.event),
             EventKind::Timeout { class, .. } => {
                 format!("timeout:{}", program.timeout_classes[class.index()].name)
             }
@@ -911,10 +1023,11 @@ impl AppRuntime {
             code: info.code.clone(),
             level: info.level.clone(),
             key: self.render_pass_key(pass),
+            key_fields: self.key_fields(pass),
             text,
             features,
             event,
-            packet_no: pass.ctx.meta().packet_no,
+            packet_no: pass.ctx.packet_no(),
             raw,
         };
         *self.stats.published.entry(topic.to_string()).or_default() += 1;
@@ -922,17 +1035,30 @@ impl AppRuntime {
     }
 
     fn render_pass_key(&self, pass: &Pass<'_, '_>) -> String {
-        self.render_event_key(pass.event, &pass.key, pass.ctx)
+        self.render_event_key(pass.event, &pass.key, &pass.ctx)
     }
 
-    fn render_event_key(&self, event: usize, key: &StateKey, ctx: &Parsed<'_>) -> String {
+    fn render_event_key(&self, event: usize, key: &StateKey, ctx: &Ctx<'_, '_>) -> String {
         match self.plan.program.events[event].primary_key() {
             Some(k) => render_fields(k, ctx),
             None => hex(key.as_bytes()),
         }
     }
 
-    fn render_key(&self, k: KeyRef, ctx: &Parsed<'_>) -> String {
+    /// The event key's fields, each rendered: what a chained probe reads
+    /// as the message's key fields. Empty for a timeout without a
+    /// declared key.
+    fn key_fields(&self, pass: &Pass<'_, '_>) -> Vec<(String, String)> {
+        let Some(k) = self.plan.program.events[pass.event].primary_key() else {
+            return Vec::new();
+        };
+        k.fields
+            .iter()
+            .filter_map(|f| Some((f.name().to_string(), pass.ctx.get(*f)?.to_string())))
+            .collect()
+    }
+
+    fn render_key(&self, k: KeyRef, ctx: &Ctx<'_, '_>) -> String {
         render_fields(&self.plan.keys[k.0 as usize], ctx)
     }
 
@@ -963,10 +1089,15 @@ impl AppRuntime {
                         out.push_str(attr(program.state_info(pass.event, next), *a))
                     }
                     Subst::ProbeId => out.push_str(&self.options.probe_id),
+                    Subst::MsgFeature(i) => {
+                        if let Some(v) = msg_feature(&pass.ctx, program, *i) {
+                            out.push_str(&format!("{v:.6}"));
+                        }
+                    }
                 },
                 TemplatePart::Store(name) => {
                     let key = || self.render_pass_key(pass);
-                    self.store_read(name, &key, pass.ctx, |v| {
+                    self.store_read(name, &key, &pass.ctx, |v| {
                         if let Some(v) = v {
                             out.push_str(&String::from_utf8_lossy(v));
                         }
@@ -986,7 +1117,15 @@ fn attr(info: &streamon_lang::StateInfo, a: StateAttr) -> &str {
     }
 }
 
-fn render_fields(k: &Key, ctx: &Parsed<'_>) -> String {
+/// Feature `msg_features[i]` of the pass's message.
+fn msg_feature(ctx: &Ctx<'_, '_>, program: &streamon_lang::Program, i: u32) -> Option<f64> {
+    match ctx {
+        Ctx::Message(m) => m.feature(program.msg_features.get(i as usize)?),
+        Ctx::Packet(_) => None,
+    }
+}
+
+fn render_fields(k: &Key, ctx: &Ctx<'_, '_>) -> String {
     let mut s = String::new();
     for (i, f) in k.fields.iter().enumerate() {
         if i > 0 {
@@ -1065,7 +1204,7 @@ impl CloneLight for Action {
 
 struct Env<'r, 'p, 'a> {
     rt: &'r AppRuntime,
-    ctx: &'p Parsed<'a>,
+    ctx: Ctx<'p, 'a>,
     /// The pass's event and key, for `%key` in store names.
     event: usize,
     key: &'r StateKey,
@@ -1088,17 +1227,20 @@ impl ExprEnv for Env<'_, '_, '_> {
     fn table(&self, t: u32, key: &Key) -> f64 {
         let kref = self.rt.plan.key_ref(key);
         let mut buf = KeyBuf::new();
-        if !write_fields(self.ctx, &key.fields, &mut buf) {
+        if !write_fields(&self.ctx, &key.fields, &mut buf) {
             return 0.0;
         }
         let k = StateKey::from_bytes(self.rt.plan.shape_of[kref.0 as usize], buf.as_bytes());
         self.rt.tables[t as usize].get(&k).copied().unwrap_or(0.0)
     }
     fn store(&self, read: streamon_lang::StoreRead, name: &streamon_lang::StoreName) -> f64 {
-        let key = || self.rt.render_event_key(self.event, self.key, self.ctx);
-        self.rt.store_read(name, &key, self.ctx, |v| match read {
+        let key = || self.rt.render_event_key(self.event, self.key, &self.ctx);
+        self.rt.store_read(name, &key, &self.ctx, |v| match read {
             streamon_lang::StoreRead::Value => store::as_number(v),
             streamon_lang::StoreRead::Exists => v.is_some() as u8 as f64,
         })
+    }
+    fn msg_feature(&self, i: u32) -> f64 {
+        msg_feature(&self.ctx, &self.rt.plan.program, i).unwrap_or(0.0)
     }
 }

@@ -7,7 +7,9 @@
 use std::net::IpAddr;
 
 use streamon_lang::{BinaryOp, CmpOp, Expr, Func, Selector, Test, UnaryOp, Value};
-use streamon_packet::{FieldValue, Parsed};
+use streamon_packet::FieldValue;
+
+use crate::message::FieldSource;
 
 /// Counters of arithmetic that was defined rather than computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -19,12 +21,12 @@ pub struct ArithStats {
     pub domain_errors: u64,
 }
 
-/// Whether `sel` matches packet `p`. A test of a field the packet lacks is
-/// false.
-pub fn matches(sel: &Selector, p: &Parsed<'_>) -> bool {
+/// Whether `sel` matches packet (or message) `p`. A test of a field `p`
+/// lacks is false.
+pub fn matches<S: FieldSource + ?Sized>(sel: &Selector, p: &S) -> bool {
     match sel {
         Selector::Always => true,
-        Selector::Test(t) => match p.get(t.field) {
+        Selector::Test(t) => match p.field(t.field) {
             Some(v) => test(&t.test, v),
             None => false,
         },
@@ -90,6 +92,11 @@ pub trait ExprEnv {
         let _ = (read, name);
         0.0
     }
+    /// Feature `Program::msg_features[i]` of the pass's message (0 when
+    /// absent, or when the pass is not a message's).
+    fn msg_feature(&self, _i: u32) -> f64 {
+        0.0
+    }
 }
 
 /// Evaluates `e`.
@@ -99,6 +106,7 @@ pub fn eval(e: &Expr, env: &dyn ExprEnv, stats: &mut ArithStats) -> f64 {
         Expr::Feature(f) => env.feature(f.0),
         Expr::Metric(m) => env.metric(m.0),
         Expr::Field(f) => env.field(*f),
+        Expr::MsgFeature(i) => env.msg_feature(*i),
         Expr::Table(t, k) => env.table(t.0, k),
         Expr::Store(read, name) => env.store(*read, name),
         Expr::Unary(UnaryOp::Neg, x) => -eval(x, env, stats),

@@ -12,7 +12,9 @@
 //! defines; metric ops carry only the bytes.
 
 use streamon_contract::KEY_MAX;
-use streamon_packet::{Field, KeyBuf, Parsed};
+use streamon_packet::{Field, KeyBuf};
+
+use crate::message::FieldSource;
 
 /// Bytes of a folded key kept verbatim.
 const FOLD_PREFIX: usize = 24;
@@ -54,15 +56,16 @@ impl StateKey {
     }
 }
 
-/// Writes the key of `fields` for packet `p` into `buf`. Returns `false`
-/// when the packet lacks one of the fields (the key does not exist for it).
-pub fn write_fields(p: &Parsed<'_>, fields: &[Field], buf: &mut KeyBuf) -> bool {
+/// Writes the key of `fields` for packet (or message) `p` into `buf`.
+/// Returns `false` when `p` lacks one of the fields (the key does not
+/// exist for it).
+pub fn write_fields<S: FieldSource + ?Sized>(p: &S, fields: &[Field], buf: &mut KeyBuf) -> bool {
     buf.clear();
     for &f in fields {
-        match p.write_key(f, buf) {
-            Ok(true) => {}
-            // A missing field, or a key longer than KeyBuf's 1 KiB: no key.
-            Ok(false) | Err(_) => return false,
+        let Some(v) = p.field(f) else { return false };
+        // A key longer than KeyBuf's 1 KiB: no key.
+        if v.write_key(f, buf).is_err() {
+            return false;
         }
     }
     true

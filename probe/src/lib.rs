@@ -8,7 +8,9 @@
 //!   tables, timers, block list, counters.
 //! * [`probe`]: several isolated applications fed the same packets;
 //!   [`parallel`]: the same, the applications spread over threads, with
-//!   the events merged back into single-thread order.
+//!   the events merged back into single-thread order;
+//! * [`message`]: events received from other probes, input events of the
+//!   applications' message events (probe chaining).
 //! * [`eval`]: selectors and expressions; [`timers`]: the packet-time timer
 //!   queue; [`key`]: fixed-size keys; [`exec`]: bounded off-path `exec`;
 //!   [`output`]: emitted events and sinks (JSON Lines, text);
@@ -25,6 +27,7 @@ pub mod eval;
 pub mod exec;
 pub mod key;
 pub mod live;
+pub mod message;
 pub mod output;
 pub mod parallel;
 pub mod plan;
@@ -33,6 +36,7 @@ pub mod store;
 pub mod timers;
 
 pub use app::{AppRuntime, AppStats, RuntimeOptions};
+pub use message::{FieldSource, Message, MessageError};
 pub use output::{EventSink, Format, OutputEvent, VecSink, WriterSink};
 pub use parallel::{ParallelProbe, WorkerLost};
 pub use probe::{sw_engine, EngineFactory, InstallFailure, Probe, ProbeStats};

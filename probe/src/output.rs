@@ -4,7 +4,7 @@
 use std::io::Write;
 
 /// One emitted event.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct OutputEvent {
     /// Packet (trace) time of the pass that emitted it, ns since the epoch.
     pub ts: u64,
@@ -23,6 +23,11 @@ pub struct OutputEvent {
     pub level: String,
     /// The event's key, rendered (`10.0.0.1-192.0.2.7`).
     pub key: String,
+    /// The key's fields, each by name and rendered (`[("ip_src",
+    /// "10.0.0.1"), ("ip_dst", "192.0.2.7")]`): what a chained probe reads
+    /// as the message's key fields. Not in this crate's JSON Lines.
+    #[serde(skip)]
+    pub key_fields: Vec<(String, String)>,
     /// The rendered text.
     pub text: String,
     /// The features the state's conditions and actions use, by name.

@@ -4,6 +4,7 @@ use streamon_contract::{MetricEngine, MetricPlan};
 use streamon_packet::{parse, FrameMeta, LinkType, Parsed, Skip};
 
 use crate::app::{AppRuntime, AppStats, RuntimeOptions};
+use crate::message::Message;
 use crate::output::EventSink;
 use crate::plan::{AppPlan, PlanError};
 
@@ -23,6 +24,8 @@ pub struct ProbeStats {
     pub packets: u64,
     /// Frames that parsed (reached the applications).
     pub parsed: u64,
+    /// Messages from other probes handed to the applications.
+    pub messages: u64,
     /// Frames skipped by the parser, by reason.
     pub skipped: std::collections::BTreeMap<String, u64>,
     /// Parsed frames with an anomaly (truncated L4, malformed DNS/HTTP/
@@ -191,6 +194,28 @@ impl Probe {
             running,
             stats,
         }
+    }
+
+    /// Processes one message received from another probe (see
+    /// [`crate::message`]); every application sees it.
+    pub fn message(&mut self, m: &Message, sink: &mut dyn EventSink) {
+        self.stats.messages += 1;
+        for (app, _) in self.apps.iter_mut().zip(&self.running).filter(|(_, r)| **r) {
+            app.message(m, sink);
+        }
+    }
+
+    /// The topics the installed applications' message events take, sorted,
+    /// without duplicates: what the probe subscribes to.
+    pub fn message_topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .apps
+            .iter()
+            .flat_map(|a| a.message_topics().map(str::to_string))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
     }
 
     /// End of input. Returns the timeouts still armed (they would fire

@@ -22,13 +22,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::message::FieldSource;
 use streamon_lang::{NamePart, StoreName};
 use streamon_microcloud::names::{escape_segment_into, ROOT};
 use streamon_microcloud::writer::ConfigError;
 use streamon_microcloud::{
     Lookup, LookupConfig, Persistence, WriteOp, Writer, WriterConfig, WriterStats,
 };
-use streamon_packet::Parsed;
 
 /// The probe's link to a MicroCloud node. Cloning shares the writer.
 #[derive(Clone)]
@@ -113,10 +113,11 @@ pub(crate) struct AppStore {
 }
 
 /// What a pass knows that a name may substitute.
-pub(crate) struct NameCtx<'a, 'p> {
+pub(crate) struct NameCtx<'a> {
     pub probe_id: &'a str,
     pub app: &'a str,
-    pub packet: &'a Parsed<'p>,
+    /// The pass's packet or message.
+    pub packet: &'a dyn FieldSource,
     /// `%key`, rendered on demand (rare: a name that uses it).
     pub key: &'a dyn Fn() -> String,
 }
@@ -127,7 +128,7 @@ pub(crate) fn render_name(
     out: &mut String,
     scratch: &mut String,
     name: &StoreName,
-    cx: &NameCtx<'_, '_>,
+    cx: &NameCtx<'_>,
 ) -> bool {
     out.clear();
     out.push_str(ROOT);
@@ -139,7 +140,7 @@ pub(crate) fn render_name(
             match part {
                 NamePart::Literal(s) => escape_segment_into(s, out),
                 NamePart::Field(f) => {
-                    let Some(v) = cx.packet.get(*f) else {
+                    let Some(v) = cx.packet.field(*f) else {
                         return false;
                     };
                     scratch.clear();
@@ -173,7 +174,7 @@ pub(crate) enum Write {
 
 impl AppStore {
     /// Queues one write under `name`.
-    pub(crate) fn write(&mut self, name: &StoreName, cx: &NameCtx<'_, '_>, w: Write) {
+    pub(crate) fn write(&mut self, name: &StoreName, cx: &NameCtx<'_>, w: Write) {
         if !render_name(&mut self.name, &mut self.scratch, name, cx) {
             self.counters.missing_field += 1;
             return;
@@ -225,7 +226,7 @@ impl AppStore {
     pub(crate) fn read<R>(
         &mut self,
         name: &StoreName,
-        cx: &NameCtx<'_, '_>,
+        cx: &NameCtx<'_>,
         with: impl FnOnce(Option<&[u8]>) -> R,
     ) -> R {
         if !render_name(&mut self.name, &mut self.scratch, name, cx) {

@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Replay a capture through one or more applications.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate applications without running them (exit 2 on errors).
     Check {
         /// Application programs.
@@ -73,7 +73,7 @@ struct RunArgs {
     #[arg(long = "app", required = true)]
     apps: Vec<PathBuf>,
     /// Capture to replay (pcap or pcapng, sniffed by content).
-    #[arg(long, required_unless_present = "iface", conflicts_with = "iface")]
+    #[arg(long, required_unless_present_any = ["iface", "subscribe"], conflicts_with = "iface")]
     pcap: Option<PathBuf>,
     #[command(flatten)]
     live: LiveArgs,
@@ -83,6 +83,11 @@ struct RunArgs {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
+    /// Shift the capture's timestamps so its first packet is at this time
+    /// (ns since the epoch), as if it were replayed then; intervals are
+    /// kept. Probes replaying different captures share a clock this way.
+    #[arg(long, value_name = "NS", requires = "pcap")]
+    start_time: Option<u64>,
     /// Where events go (`-` = standard output).
     #[arg(long, default_value = "-")]
     events: String,
@@ -204,11 +209,31 @@ struct BusArgs {
     /// published events (repeat).
     #[arg(long = "curve-allow", value_name = "FILE")]
     curve_allow: Vec<PathBuf>,
+    /// Subscribe to another probe's publisher (repeat): its events are
+    /// input events of the applications' `<event type="message">`. With
+    /// `@FILE`, the publisher serves CURVE with that public key, and this
+    /// probe authenticates with `--curve-key`.
+    #[arg(long = "subscribe", value_name = "ENDPOINT[@SERVER.pub]")]
+    subscribe: Vec<String>,
+    /// Messages queued per publisher before libzmq drops them
+    /// (`ZMQ_RCVHWM`; JSON drops are counted from the gaps in `seq`).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    subscribe_hwm: i32,
+    /// With `--subscribe`: stop once no message has come for this long,
+    /// after the first one (default: keep listening).
+    #[arg(long, value_name = "SECONDS")]
+    idle_exit: Option<f64>,
+    /// With `--subscribe`: stop after this long in all.
+    #[arg(long, value_name = "SECONDS")]
+    max_run: Option<f64>,
 }
 
 impl BusArgs {
     fn requested(&self) -> bool {
-        self.publish.is_some() || self.curve_key.is_some() || !self.curve_allow.is_empty()
+        self.publish.is_some()
+            || self.curve_key.is_some()
+            || !self.curve_allow.is_empty()
+            || !self.subscribe.is_empty()
     }
 }
 
@@ -248,7 +273,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check { apps } => Ok(check(&apps)),
-        Command::Run(args) => run_trace(args),
+        Command::Run(args) => run_trace(*args),
         Command::Demo {
             events,
             format,
@@ -336,14 +361,12 @@ fn install(
 
 fn run_trace(args: RunArgs) -> Result<ExitCode> {
     let Backend::Sw = args.backend;
-    let mut bus = match bus_side::BusSide::open(&args.bus, &args.probe_id) {
-        Ok(b) => b,
-        Err(bus_side::OpenError::NotBuilt) => {
-            eprintln!("streamon: error: {}", bus_side::NOT_BUILT);
-            return Ok(ExitCode::from(2));
-        }
-        Err(bus_side::OpenError::Failed(e)) => return Err(e),
-    };
+    if !args.bus.subscribe.is_empty() && (args.threads > 1 || args.live.iface.is_some()) {
+        eprintln!(
+            "streamon: error: --subscribe runs the applications on the reading thread, on a capture file or on messages alone: not with --threads above 1 or --iface"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let store = match &args.redis {
         None => None,
         Some(url) => Some(
@@ -403,6 +426,14 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         Some(iface) => Some(live_options(iface, &args.live)?),
         None => None,
     };
+    let mut bus = match bus_side::BusSide::open(&args.bus, &args.probe_id, &probe) {
+        Ok(b) => b,
+        Err(bus_side::OpenError::NotBuilt) => {
+            eprintln!("streamon: error: {}", bus_side::NOT_BUILT);
+            return Ok(ExitCode::from(2));
+        }
+        Err(bus_side::OpenError::Failed(e)) => return Err(e),
+    };
     let mut sink = WriterSink::new(open_events(&args.events)?, format_of(args.format));
     let total = args
         .pcap
@@ -431,9 +462,13 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         inner: &mut sink,
         topics: &args.topics,
     };
+    let (publisher, mut inbox) = match bus.as_mut() {
+        Some(b) => b.parts(),
+        None => (None, None),
+    };
     let mut tee = Tee {
         first: &mut filtered,
-        second: bus.as_mut().and_then(|b| b.sink()),
+        second: publisher,
     };
     let mut runner = LiveTarget {
         runner: Runner::new(probe, usize::from(args.threads)),
@@ -442,9 +477,22 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
     };
     let mut live_summary: Option<LiveSummary> = None;
     let result: Result<()> = match (&args.pcap, &live_opts) {
-        (Some(pcap), _) => replay::replay_frames(&mut runner, pcap, &mut tee, &mut progress)
-            .map(|_| ())
-            .with_context(|| format!("replaying {}", pcap.display())),
+        (Some(pcap), _) => {
+            // A chained probe (one thread: checked above) takes the
+            // messages received meanwhile every few packets.
+            let mut between = |t: &mut LiveTarget<'_>, s: &mut dyn EventSink| {
+                if let (Some(i), Runner::Single(p)) = (inbox.as_mut(), &mut t.runner) {
+                    i.drain(p, s);
+                }
+            };
+            let opts = replay::ReplayOptions {
+                start_time_ns: args.start_time,
+                between: Some(&mut between),
+            };
+            replay::replay_frames_with(&mut runner, pcap, &mut tee, &mut progress, opts)
+                .map(|_| ())
+                .with_context(|| format!("replaying {}", pcap.display()))
+        }
         (None, Some(opts)) => {
             // Ctrl-C and SIGTERM raise the flag; the capture loop sees it
             // within one poll (100 ms) and stops cleanly.
@@ -462,7 +510,12 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
                 Err(e) => Err(anyhow::Error::from(e).context("live capture")),
             }
         }
-        (None, None) => unreachable!("clap requires --pcap or --iface"),
+        // Messages alone (clap requires --pcap, --iface or --subscribe).
+        (None, None) => Ok(()),
+    };
+    let result = match (result, inbox.as_mut(), &mut runner.runner) {
+        (Ok(()), Some(i), Runner::Single(p)) => i.receive_rest(p, &mut tee),
+        (r, ..) => r,
     };
     let finished = runner.runner.finish(&mut tee);
     if let Some(b) = &bar {
@@ -476,7 +529,7 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
     if let Some(s) = &store {
         s.writer().wait_idle(Duration::from_secs(5));
     }
-    if args.pcap.is_none() && live_summary.is_none() {
+    if args.pcap.is_none() && live_summary.is_none() && args.bus.subscribe.is_empty() {
         // The capture never started (no such interface, no permission):
         // there is nothing to summarise.
         return result.map(|()| ExitCode::SUCCESS);
@@ -615,6 +668,15 @@ fn demo(
     sink.flush().context("writing events")?;
     print_summary(&probe, &sink);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a chained probe's messages come from (the `bus` feature's
+/// subscriptions).
+trait MessageSource {
+    /// Hands the messages received so far to `probe`, without waiting.
+    fn drain(&mut self, probe: &mut Probe, sink: &mut dyn EventSink);
+    /// After the capture (or without one): receives until told to stop.
+    fn receive_rest(&mut self, probe: &mut Probe, sink: &mut dyn EventSink) -> Result<()>;
 }
 
 /// Hands every event to two sinks (the event writer and the publisher).
@@ -809,11 +871,12 @@ mod bus_side {
     use std::io::Write;
     use std::time::Duration;
 
+    use anyhow::Context;
     use streamon_bus::{PayloadFormat, Publisher};
-    use streamon_host_ctl::net::{self, PublishSpec};
-    use streamon_probe::EventSink;
+    use streamon_host_ctl::net::{self, Inbox, PublishSpec, StopWhen, SubscribeSpec};
+    use streamon_probe::{EventSink, Probe};
 
-    use super::{BusArgs, WireFormat};
+    use super::{BusArgs, MessageSource, WireFormat};
 
     pub enum OpenError {
         #[allow(dead_code)] // only without the feature
@@ -825,13 +888,79 @@ mod bus_side {
 
     pub struct BusSide {
         publisher: Option<Publisher>,
+        inbox: Option<Receiver>,
+    }
+
+    /// The subscriptions and when to stop listening.
+    pub struct Receiver {
+        inbox: Inbox,
+        stop: StopWhen,
+    }
+
+    impl MessageSource for Receiver {
+        fn drain(&mut self, probe: &mut Probe, sink: &mut dyn EventSink) {
+            // A receive error (a closed context) only ends the listening;
+            // it is reported by `receive_rest`.
+            let _ = self.inbox.drain(probe, sink, net::DRAIN_BATCH);
+        }
+
+        fn receive_rest(
+            &mut self,
+            probe: &mut Probe,
+            sink: &mut dyn EventSink,
+        ) -> anyhow::Result<()> {
+            net::receive_until(&mut self.inbox, probe, sink, self.stop)
+                .context("receiving from subscriptions")
+        }
+    }
+
+    fn failed(e: impl Into<anyhow::Error>, what: String) -> OpenError {
+        OpenError::Failed(e.into().context(what))
     }
 
     impl BusSide {
-        pub fn open(args: &BusArgs, probe_id: &str) -> Result<Option<BusSide>, OpenError> {
+        pub fn open(
+            args: &BusArgs,
+            probe_id: &str,
+            probe: &Probe,
+        ) -> Result<Option<BusSide>, OpenError> {
             if !args.requested() {
                 return Ok(None);
             }
+            let inbox = if args.subscribe.is_empty() {
+                None
+            } else {
+                let specs = args
+                    .subscribe
+                    .iter()
+                    .map(|s| s.parse::<SubscribeSpec>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| failed(anyhow::anyhow!(e), "--subscribe".into()))?;
+                let client = match &args.curve_key {
+                    Some(k) => Some(
+                        net::read_keypair_file(k)
+                            .map_err(|e| failed(e, format!("reading {}", k.display())))?,
+                    ),
+                    None => None,
+                };
+                let topics = probe.message_topics();
+                if topics.is_empty() {
+                    eprintln!(
+                        "streamon: warning: no application has a message event: subscribing to every topic, and every message will be unmatched"
+                    );
+                }
+                let inbox =
+                    Inbox::connect(&specs, &topics, client.as_ref(), Some(args.subscribe_hwm))
+                        .map_err(|e| failed(e, "subscribing".into()))?;
+                let secs = |s: Option<f64>| s.map(|s| Duration::from_secs_f64(s.max(0.0)));
+                Some(Receiver {
+                    inbox,
+                    stop: StopWhen {
+                        idle: secs(args.idle_exit),
+                        total: secs(args.max_run),
+                    },
+                })
+            };
             let publisher = match &args.publish {
                 None => None,
                 Some(endpoint) => {
@@ -855,7 +984,15 @@ mod bus_side {
                     Some(p)
                 }
             };
-            Ok(Some(BusSide { publisher }))
+            Ok(Some(BusSide { publisher, inbox }))
+        }
+
+        /// The publisher as a sink, and the subscriptions, borrowed apart.
+        pub fn parts(&mut self) -> (Option<&mut dyn EventSink>, Option<&mut dyn MessageSource>) {
+            (
+                self.publisher.as_mut().map(|p| p as &mut dyn EventSink),
+                self.inbox.as_mut().map(|i| i as &mut dyn MessageSource),
+            )
         }
 
         /// `--wait-subscribers`: the replay starts once they listen.
@@ -875,11 +1012,27 @@ mod bus_side {
             }
         }
 
-        pub fn sink(&mut self) -> Option<&mut dyn EventSink> {
-            self.publisher.as_mut().map(|p| p as &mut dyn EventSink)
-        }
-
         pub fn print_summary(&self, err: &mut dyn Write) {
+            if let Some(r) = &self.inbox {
+                let st = r.inbox.stats();
+                let _ = writeln!(err, "messages delivered {}", st.delivered);
+                for (reason, n) in &st.refused {
+                    let _ = writeln!(err, "messages refused ({reason}) {n}");
+                }
+                if let Some(e) = &st.last_refused {
+                    let _ = writeln!(err, "  last refused: {e}");
+                }
+                for (ep, s) in r.inbox.subscriber_stats() {
+                    let _ = writeln!(err, "subscribed to {ep}:");
+                    let _ = writeln!(err, "  received         {}", s.received);
+                    let _ = writeln!(err, "  malformed        {}", s.malformed);
+                    let _ = writeln!(err, "  oversized        {}", s.oversized);
+                    let _ = writeln!(err, "  lost (seq gaps)  {}", s.lost);
+                }
+                for (ep, e) in r.inbox.last_malformed() {
+                    let _ = writeln!(err, "  last malformed from {ep}: {e}");
+                }
+            }
             if let Some(p) = &self.publisher {
                 let s = p.stats();
                 let _ = writeln!(err, "published on {}:", p.endpoint());
@@ -900,6 +1053,28 @@ mod bus_side {
 
         pub fn stats_json(&self) -> serde_json::Value {
             let mut v = serde_json::json!({});
+            if let Some(r) = &self.inbox {
+                let st = r.inbox.stats();
+                let subs: Vec<serde_json::Value> = r
+                    .inbox
+                    .subscriber_stats()
+                    .into_iter()
+                    .map(|(ep, s)| {
+                        serde_json::json!({
+                            "endpoint": ep,
+                            "received": s.received,
+                            "malformed": s.malformed,
+                            "oversized": s.oversized,
+                            "lost": s.lost,
+                        })
+                    })
+                    .collect();
+                v["inbox"] = serde_json::json!({
+                    "delivered": st.delivered,
+                    "refused": st.refused,
+                    "subscriptions": subs,
+                });
+            }
             if let Some(p) = &self.publisher {
                 let s = p.stats();
                 v["publisher"] = serde_json::json!({
@@ -925,9 +1100,9 @@ mod bus_side {
 mod bus_side {
     use std::io::Write;
 
-    use streamon_probe::EventSink;
+    use streamon_probe::{EventSink, Probe};
 
-    use super::BusArgs;
+    use super::{BusArgs, MessageSource};
 
     pub enum OpenError {
         NotBuilt,
@@ -944,7 +1119,11 @@ mod bus_side {
     pub enum BusSide {}
 
     impl BusSide {
-        pub fn open(args: &BusArgs, _probe_id: &str) -> Result<Option<BusSide>, OpenError> {
+        pub fn open(
+            args: &BusArgs,
+            _probe_id: &str,
+            _probe: &Probe,
+        ) -> Result<Option<BusSide>, OpenError> {
             if args.requested() {
                 Err(OpenError::NotBuilt)
             } else {
@@ -956,7 +1135,7 @@ mod bus_side {
             match *self {}
         }
 
-        pub fn sink(&mut self) -> Option<&mut dyn EventSink> {
+        pub fn parts(&mut self) -> (Option<&mut dyn EventSink>, Option<&mut dyn MessageSource>) {
             match *self {}
         }
 

@@ -123,6 +123,7 @@ impl<'t> Checker<'t> {
             features: std::mem::take(&mut self.features),
             timeout_classes: std::mem::take(&mut self.classes),
             events,
+            msg_features: std::mem::take(&mut self.msg_features),
         })
     }
 

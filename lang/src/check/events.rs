@@ -10,7 +10,7 @@ impl<'t> Checker<'t> {
     ) -> Option<(Event, Vec<RawInfo>)> {
         self.check_attrs(
             node,
-            &["type", "selector", "primary-key", "class"],
+            &["type", "selector", "primary-key", "class", "topic"],
             &["attack_type", "source"],
         );
         // Without a valid type the event is still walked, for its other errors.
@@ -19,6 +19,10 @@ impl<'t> Checker<'t> {
         let (kind, own_key) = match ty.as_ref().map(|a| a.value.trim()) {
             None => (None, None),
             Some("packet") => {
+                if let Some(t) = self.attr(node, "topic") {
+                    self.error(t.name_at, "only message events have a `topic`");
+                    ok = false;
+                }
                 if let Some(c) = self.attr(node, "class") {
                     self.error(c.name_at, "only timeout events have a `class`");
                     ok = false;
@@ -52,7 +56,56 @@ impl<'t> Checker<'t> {
                     _ => (None, None),
                 }
             }
+            Some("message") => {
+                if let Some(c) = self.attr(node, "class") {
+                    self.error(c.name_at, "only timeout events have a `class`");
+                    ok = false;
+                }
+                let topic = match self.required(node, "topic") {
+                    Some(t) if !t.value.trim().is_empty() && !t.value.trim().contains(' ') => {
+                        Some(t.value.trim().to_string())
+                    }
+                    Some(t) => {
+                        self.error(
+                            t.start(),
+                            "a message event needs a non-empty `topic` without blanks",
+                        );
+                        None
+                    }
+                    None => None,
+                };
+                let selector = match self.attr(node, "selector") {
+                    None => Some(Selector::Always),
+                    Some(a) => self.selector_attr(&a),
+                };
+                let key = match self.attr(node, "primary-key") {
+                    Some(a) if !a.value.trim().is_empty() => self.key_attr(&a),
+                    Some(a) => {
+                        self.error(a.start(), "a message event needs a non-empty `primary-key`");
+                        None
+                    }
+                    None => {
+                        self.error(elem_at(node), "a message event needs a `primary-key`");
+                        None
+                    }
+                };
+                match (topic, selector, key) {
+                    (Some(topic), Some(selector), Some(primary_key)) => (
+                        Some(EventKind::Message {
+                            topic,
+                            selector,
+                            primary_key: primary_key.clone(),
+                        }),
+                        Some(primary_key),
+                    ),
+                    _ => (None, None),
+                }
+            }
             Some("timeout") => {
+                if let Some(t) = self.attr(node, "topic") {
+                    self.error(t.name_at, "only message events have a `topic`");
+                    ok = false;
+                }
                 if let Some(s) = self.attr(node, "selector") {
                     if !s.value.trim().is_empty() {
                         self.error(s.start(), "a timeout event has no `selector`");
@@ -84,15 +137,17 @@ impl<'t> Checker<'t> {
                 let at = ty.as_ref().map_or(elem_at(node), Attr::start);
                 self.error(
                     at,
-                    format!("event `type` must be `packet` or `timeout`, not `{other}`"),
+                    format!("event `type` must be `packet`, `timeout` or `message`, not `{other}`"),
                 );
                 (None, None)
             }
         };
         let is_timeout = matches!(kind, Some(EventKind::Timeout { .. }));
+        let is_message = matches!(kind, Some(EventKind::Message { .. }));
         let ctx = EventCtx {
             own_key,
             is_timeout,
+            is_message,
         };
         let mut behaviours: Vec<Option<StateBehaviour>> = vec![None; self.states.len()];
         let mut infos = Vec::new();

@@ -109,8 +109,10 @@ struct Scope {
 struct EventCtx {
     /// The key a `timeout_set` without a key uses, when known.
     own_key: Option<Key>,
-    /// A timeout event (no packet bytes to publish).
+    /// A timeout event (its context packet's bytes are what `raw` sends).
     is_timeout: bool,
+    /// A message event (no packet bytes at all).
+    is_message: bool,
 }
 
 struct Checker<'t> {
@@ -140,6 +142,8 @@ struct Checker<'t> {
     classes_set: BTreeSet<TimeoutClassId>,
     /// Metrics some `<use-metric>` uses.
     metrics_used: BTreeSet<MetricId>,
+    /// Message feature names read (`msg.NAME`), interned in first-use order.
+    msg_features: Vec<String>,
 }
 
 fn elem_at(node: Node<'_, '_>) -> usize {
@@ -177,6 +181,7 @@ impl<'t> Checker<'t> {
             class_keys: Vec::new(),
             classes_set: BTreeSet::new(),
             metrics_used: BTreeSet::new(),
+            msg_features: Vec::new(),
         }
     }
 

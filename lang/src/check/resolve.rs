@@ -22,6 +22,9 @@ impl<'t> Checker<'t> {
         scope: Scope,
         in_text: bool,
     ) -> Option<Expr> {
+        if let Some(feature) = name.strip_prefix("msg.") {
+            return Some(Expr::MsgFeature(self.msg_feature(feature)));
+        }
         match self.names.get(name).map(|(k, _)| *k) {
             Some(NameKind::Feature(f)) => {
                 if f.index() < scope.visible_features {
@@ -188,6 +191,12 @@ impl<'t> Checker<'t> {
                         self.warn(
                             a.at(topic_span.start),
                             "a timeout event has no packet bytes: `Publish(raw, …)` sends its text",
+                        );
+                    }
+                    if topic == "raw" && ctx.is_message {
+                        self.warn(
+                            a.at(topic_span.start),
+                            "a message event has no packet bytes: `Publish(raw, …)` carries only its text, which a publisher cannot send as `raw`",
                         );
                     }
                     self.resolve_template(text, a)?
@@ -460,6 +469,17 @@ impl<'t> Checker<'t> {
         ok.then_some(Template { parts })
     }
 
+    /// Interns a message feature name (`msg.NAME`).
+    fn msg_feature(&mut self, name: &str) -> u32 {
+        match self.msg_features.iter().position(|n| n == name) {
+            Some(i) => i as u32,
+            None => {
+                self.msg_features.push(name.to_string());
+                (self.msg_features.len() - 1) as u32
+            }
+        }
+    }
+
     pub(super) fn resolve_subst(&mut self, name: &str, at: usize) -> Option<Subst> {
         let state_attr = |s: &str| match s {
             "code" => Some(StateAttr::Code),
@@ -471,9 +491,11 @@ impl<'t> Checker<'t> {
             "ts" => return Some(Subst::Timestamp),
             "key" => return Some(Subst::Key),
             "client.id" => return Some(Subst::ProbeId),
-            "state" | "next_state" | "client" => {
+            "state" | "next_state" | "client" | "msg" => {
                 let what = if name == "client" {
                     "`%client.id`".to_string()
+                } else if name == "msg" {
+                    "`%msg.FEATURE` (a feature of the message)".to_string()
                 } else {
                     format!("`%{name}.code`, `%{name}.level` or `%{name}.description`")
                 };
@@ -481,6 +503,9 @@ impl<'t> Checker<'t> {
                 return None;
             }
             _ => {}
+        }
+        if let Some(feature) = name.strip_prefix("msg.") {
+            return Some(Subst::MsgFeature(self.msg_feature(feature)));
         }
         if let Some((base, attr)) = name.split_once('.') {
             let sa = state_attr(attr);
