@@ -61,6 +61,9 @@ pub fn replay_frames(
     Ok(summary)
 }
 
+/// The [`ReplayOptions::between`] callback.
+pub type Between<'a, T> = &'a mut dyn FnMut(&mut T, &mut dyn EventSink);
+
 /// How [`replay_frames_with`] replays.
 pub struct ReplayOptions<'a, T: ?Sized> {
     /// Shift every timestamp so the first frame is at this time (ns since
@@ -71,7 +74,7 @@ pub struct ReplayOptions<'a, T: ?Sized> {
     /// Called every [`BETWEEN_EVERY`] frames and once after the last, with
     /// the target and the sink (a chained probe hands it the messages
     /// received meanwhile).
-    pub between: Option<&'a mut dyn FnMut(&mut T, &mut dyn EventSink)>,
+    pub between: Option<Between<'a, T>>,
 }
 
 impl<T: ?Sized> Default for ReplayOptions<'_, T> {
