@@ -4,7 +4,8 @@
 //! The decoder must never panic, and what it accepts must keep its
 //! promises: a decoded text line or JSON record encodes again to a payload
 //! that decodes to the same record (features compared to 6 decimals for
-//! the text line, as it prints them).
+//! the text line, as it prints them); and what becomes a message for a
+//! chained probe (`wire::to_message`) is within the message limits.
 //!
 //! ```text
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run bus_wire -- -max_total_time=600
@@ -13,7 +14,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use streamon_bus::wire::{self, Payload, PayloadFormat};
-use streamon_probe::OutputEvent;
+use streamon_packet::Field;
+use streamon_probe::{FieldSource, OutputEvent};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else {
@@ -25,6 +27,18 @@ fuzz_target!(|data: &[u8]| {
     let Ok(d) = wire::decode(&frames) else {
         return;
     };
+    // Probe chaining: what decodes either becomes a message within the
+    // limits, whose every field reads without panicking, or is refused
+    // with a typed error.
+    if let Ok(m) = wire::to_message(&d) {
+        assert_eq!(m.check_limits(), Ok(()));
+        for &f in Field::ALL {
+            let _ = m.field(f);
+        }
+        for (name, value) in m.key_fields() {
+            assert!(Field::from_name(name).is_some(), "{name} = {value}");
+        }
+    }
     match d.payload {
         Payload::Raw(bytes) => assert_eq!(bytes, payload),
         Payload::Record(r) => {
