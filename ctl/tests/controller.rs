@@ -422,6 +422,7 @@ fn an_event_flood_is_bounded_and_counted() {
         code: "F".into(),
         level: "HIGH".into(),
         key: "10.0.0.1".into(),
+        key_fields: vec![],
         text: "flood".into(),
         features: vec![("x".into(), 1.0)],
         event: "packet:0".into(),
