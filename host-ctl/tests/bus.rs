@@ -408,4 +408,87 @@ mod with_bus {
         assert_eq!(v["bus"]["inbox"]["refused"]["key field"], 1, "{v}");
         assert_eq!(v["bus"]["inbox"]["subscriptions"][0]["malformed"], 1, "{v}");
     }
+
+    #[test]
+    fn a_flood_of_messages_is_bounded_and_counted() {
+        use streamon_host_ctl::net::{Inbox, SubscribeSpec};
+        use streamon_probe::{sw_engine, OutputEvent, Probe, RuntimeOptions, VecSink};
+
+        let mut probe = Probe::new();
+        let app = std::fs::read_to_string(root().join("apps/outbreak.xml")).unwrap();
+        probe
+            .install(
+                "outbreak",
+                &app,
+                "outbreak.xml",
+                &sw_engine,
+                RuntimeOptions::default(),
+            )
+            .unwrap();
+        let mut p = streamon_bus::Publisher::bind(&{
+            let mut c = streamon_bus::PublisherConfig::new("flooder");
+            c.endpoint = "tcp://127.0.0.1:*".into();
+            c.format = streamon_bus::PayloadFormat::Json;
+            c.sndhwm = 100;
+            c
+        })
+        .unwrap();
+        let mut inbox = Inbox::connect(
+            &[SubscribeSpec {
+                endpoint: p.endpoint().into(),
+                server_key: None,
+            }],
+            &probe.message_topics(),
+            None,
+            Some(100),
+        )
+        .unwrap();
+        assert_eq!(p.wait_subscriptions(1, Duration::from_secs(30)).unwrap(), 1);
+        let ev = |n: u64| OutputEvent {
+            ts: 1_700_000_000_000_000_000 + n,
+            app: "scan".into(),
+            topic: "symptom".into(),
+            code: "SCAN".into(),
+            key: "10.0.0.1".into(),
+            key_fields: vec![(
+                "ip_src".into(),
+                format!("10.0.{}.{}", n / 256 % 256, n % 256),
+            )],
+            ..OutputEvent::default()
+        };
+        // The probe reads nothing while 20,000 messages go out.
+        let n = 20_000u64;
+        for i in 0..n {
+            p.emit(&ev(i));
+        }
+        let mut sink = VecSink::default();
+        let mut received = 0u64;
+        let mut calls = 0u64;
+        loop {
+            let got = inbox.drain(&mut probe, &mut sink, 64).unwrap();
+            assert!(got <= 64, "one drain hands over at most its batch");
+            if got == 0 && !inbox.wait(Duration::from_millis(500)).unwrap() {
+                break;
+            }
+            received += got as u64;
+            calls += 1;
+        }
+        // One more after the flood reveals the drops at its end.
+        p.emit(&ev(n));
+        assert!(inbox.wait(Duration::from_secs(10)).unwrap());
+        received += inbox.drain(&mut probe, &mut sink, 64).unwrap() as u64;
+        let lost = inbox.subscriber_stats()[0].1.lost;
+        assert!(received < n, "the queues are bounded: {received} received");
+        assert_eq!(
+            received + lost,
+            n + 1,
+            "every message is received or counted"
+        );
+        assert_eq!(inbox.stats().delivered, received);
+        assert_eq!(probe.stats().messages, received);
+        assert!(calls > 1);
+        // The probe kept working on what it got: the distinct hosts it saw
+        // raised the outbreak.
+        assert_eq!(sink.0.len(), 1, "{:?}", sink.0);
+    }
 }
