@@ -412,7 +412,7 @@ mod with_bus {
     #[test]
     fn a_flood_of_messages_is_bounded_and_counted() {
         use streamon_host_ctl::net::{Inbox, SubscribeSpec};
-        use streamon_probe::{sw_engine, OutputEvent, Probe, RuntimeOptions, VecSink};
+        use streamon_probe::{sw_engine, EventSink, OutputEvent, Probe, RuntimeOptions, VecSink};
 
         let mut probe = Probe::new();
         let app = std::fs::read_to_string(root().join("apps/outbreak.xml")).unwrap();
