@@ -223,6 +223,9 @@ impl<const AB: usize, const NB: usize, const W: usize> Logic for ExactBank<AB, N
         }
         // Stage 3.
         self.now.next = bit_cast::<32, 64>(self.ts.val() >> self.tick_shift.q.val());
+        // Every read of `age` follows a write on its path; the default only
+        // keeps synthesis from inferring a latch (yosys did, in each bank).
+        self.age.next = 0.into();
         self.remaining.next = self.ways.q.val();
         self.found.next = false;
         self.free_any.next = false;

@@ -11,7 +11,8 @@
 //!   (`tewma-fast`), with [`lut_ram`] holding the decay table;
 //! * [`global_bank`]: the global counter;
 //! * [`decay_bank`]: time-decaying counting Bloom filters (`tewma`);
-//! * [`pipeline`]: the op decoder, the `IF_NEW` gate and the result path.
+//! * [`pipeline`]: the op decoder, the `IF_NEW` gate and the result path;
+//! * [`serial_top`]: a byte-serial top for small FPGAs (iCE40).
 //!
 //! Every op's result is the one `docs/metric-contract.md` defines; the
 //! `streamon-sim` crate proves it against the software engine on the
@@ -28,4 +29,5 @@ pub mod lut_ram;
 pub mod pipeline;
 pub mod regmap;
 pub mod regs;
+pub mod serial_top;
 pub mod vd_bank;

@@ -3,7 +3,9 @@
 //! `check_all`. The top module is `top`.
 //!
 //! `cargo run -p streamon-hw --bin gen-verilog [DIR] [LAYOUT...]`
-//! with layouts `sim` (default), `ice40`, `synth16`.
+//! with layouts `sim` (default), `synth16`, `synth-one` (one bank of each
+//! kind at synth16's sizes), `ice40` (the byte-serial top of
+//! `serial_top`) and `ice40-pipeline` (its pipeline without the wrapper).
 
 use std::path::PathBuf;
 
@@ -23,7 +25,7 @@ fn main() -> std::process::ExitCode {
     }
     for name in &layouts {
         let Some(v) = streamon_hw::layout::verilog_for(name) else {
-            eprintln!("gen-verilog: unknown layout {name} (sim, ice40, synth16)");
+            eprintln!("gen-verilog: unknown layout {name} (sim, synth16, synth-one, ice40, ice40-pipeline)");
             return std::process::ExitCode::from(2);
         };
         let path = dir.join(format!("{name}.v"));
