@@ -49,18 +49,18 @@ pub const SIM: Layout = Layout {
 };
 
 /// Layout for the iCE40 place-and-route figure (behind
-/// [`crate::serial_top::SerialTop`]): one exact table of 2^8 buckets × 1 way
-/// (its 455-bit slots fill 29 of the 30/32 `SB_RAM40_4K` of a UP5K/HX8K)
+/// [`crate::serial_top::SerialTop`]): one exact table of 2^7 buckets × 1 way
+/// (its 455-bit slots fill 29 of the 32 `SB_RAM40_4K` of an HX8K)
 /// and one global. No detector: a detector bank's k = 16 bit decoders over
 /// a 512-bit block alone exceed an iCE40's logic (docs/hardware.md).
-pub type Ice40Pipeline = Pipeline<0, 1, 2, 1, 8, 256, 1, 1, 0, 4, 16, 1>;
+pub type Ice40Pipeline = Pipeline<0, 1, 2, 1, 7, 128, 1, 1, 0, 4, 16, 1>;
 /// [`Ice40Pipeline`]'s layout.
 pub const ICE40: Layout = Layout {
     name: "ice40",
     vd_banks: 0,
     vd_block_bits: 1,
     exact_banks: 1,
-    exact_bucket_bits: 8,
+    exact_bucket_bits: 7,
     exact_ways: 1,
     global_banks: 1,
     df_banks: 0,
@@ -160,7 +160,7 @@ pub fn verilog_for(name: &str) -> Option<String> {
     Some(match name {
         "sim" => verilog_of::<2, 3, 8, 3, 3, 8, 4, 1, 2, 6, 64, 4>(),
         "ice40" => ice40_top_verilog(),
-        "ice40-pipeline" => verilog_of::<0, 1, 2, 1, 8, 256, 1, 1, 0, 4, 16, 1>(),
+        "ice40-pipeline" => verilog_of::<0, 1, 2, 1, 7, 128, 1, 1, 0, 4, 16, 1>(),
         // One bank of each kind at synth16's sizes: the configuration the
         // report synthesises when synth16 itself does not finish in time.
         "synth-one" => verilog_of::<1, 7, 128, 1, 10, 1024, 4, 1, 0, 4, 16, 1>(),

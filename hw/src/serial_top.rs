@@ -31,13 +31,13 @@ use crate::layout::Ice40Pipeline;
 use rust_hdl::prelude::*;
 
 /// Key bytes carried by a frame.
-pub const FRAME_KEY_BYTES: usize = 8;
+pub const FRAME_KEY_BYTES: usize = 4;
 /// Bytes of an op frame: the op record's header (24 bytes) and the key bytes.
 pub const FRAME_BYTES: usize = 24 + FRAME_KEY_BYTES;
 const FRAME_BITS: usize = FRAME_BYTES * 8;
-// The kernel shifts a new byte in at bit 248 (a literal: kernels take no
+// The kernel shifts a new byte in at bit 216 (a literal: kernels take no
 // constant expressions).
-const _: () = assert!(FRAME_BITS == 256);
+const _: () = assert!(FRAME_BITS == 224);
 
 /// The pipeline of [`crate::layout::ICE40`] behind byte-wide ports (21 pins
 /// with the clock).
@@ -113,7 +113,7 @@ impl Logic for SerialTop {
         self.tx_shift_q.d.next = self.tx_shift.val();
         if self.rx_valid_q.q.val() {
             self.frame.d.next =
-                (self.frame.q.val() >> 8) | (bit_cast::<FRAME_BITS, 8>(self.rx_q.q.val()) << 248);
+                (self.frame.q.val() >> 8) | (bit_cast::<FRAME_BITS, 8>(self.rx_q.q.val()) << 216);
         }
         self.pipe.in_valid.next = self.cmd_q.q.val() == 1;
         self.pipe.in_op.next = bit_cast::<512, FRAME_BITS>(self.frame.q.val());
@@ -177,7 +177,7 @@ mod tests {
     }
 
     /// Installs an exact counter (2^3 buckets × 1 way) and a global through
-    /// the byte port, streams ops with keys of up to 8 bytes and reads the
+    /// the byte port, streams ops with keys of up to 4 bytes and reads the
     /// 16-byte result records and a dump word back byte by byte: they equal
     /// the software engine's.
     #[test]
@@ -207,9 +207,9 @@ mod tests {
         .collect();
         let mut ops = Vec::new();
         for i in 0..12u32 {
-            let key = (0x0102_0304_0506_0700u64 | (i % 5) as u64).to_be_bytes();
-            let len = 1 + (i as usize * 3) % 8;
-            ops.push(Op::new(0, OpKind::AddGet, &key[8 - len..], i + 1, (i as u64) << 22).unwrap());
+            let key = (0x0506_0700u32 | (i % 5)).to_be_bytes();
+            let len = 1 + (i as usize * 3) % 4;
+            ops.push(Op::new(0, OpKind::AddGet, &key[4 - len..], i + 1, (i as u64) << 22).unwrap());
             ops.push(Op::new(1, OpKind::AddGet, &[], 3, 0).unwrap());
         }
         ops.push(Op::new(7, OpKind::Get, &[], 0, 0).unwrap()); // unknown metric
