@@ -1,40 +1,92 @@
 #!/usr/bin/env bash
-# Reproduces the hardware figures of docs/hardware.md:
-#   cycles per op, II and latency (Verilator model), Verilator speed,
-#   yosys synth_xilinx resources (LUT, FF, BRAM) for a layout,
-#   yosys synth_ice40 + nextpnr-ice40 fmax for the tiny iCE40 layout.
-# Usage: hw/report.sh [XILINX_LAYOUT]   (default synth16; `sim` is quicker)
-# Needs: apt-get install -y verilator yosys nextpnr-ice40 fpga-icestorm
-# Output: hw/report/ (logs) and a summary on stdout.
+# Produces every hardware figure of docs/hardware.md, with the date, the
+# tool versions and the machine load:
+#   * Verilator model (release build of sim/tests/timing.rs): clocks per op
+#     in steady state and on worst-case same-address bursts (II), latency,
+#     simulation speed in ops/s;
+#   * yosys synth_xilinx: LUT, flip-flop and block-RAM counts per layout
+#     (default: synth16, the default 16-metric layout, and synth-one, one bank
+#     of each kind at synth16's sizes), each under a time limit;
+#   * yosys synth_ice40 of the iCE40 top (hw/src/serial_top.rs around the
+#     `ice40` layout) and nextpnr-ice40 place and route on an HX8K (ct256) and
+#     a UP5K (sg48): logic cells, block RAMs, I/O and maximum frequency.
+#
+# Usage:   hw/report.sh
+# Options (environment):
+#   XILINX_LAYOUTS="synth16 synth-one"   layouts for synth_xilinx
+#   SYNTH_TIMEOUT=2400                   seconds per synth_xilinx run
+#   SKIP_TIMING=1 / SKIP_XILINX=1 / SKIP_ICE40=1   leave a part out
+# Needs:   apt-get install -y verilator g++ yosys nextpnr-ice40 fpga-icestorm
+# Output:  hw/report/ (Verilog, logs) and hw/report/summary.txt (also stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-hw}"
-layout="${1:-synth16}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 out=hw/report
 mkdir -p "$out"
-echo "date: $(date -u +%Y-%m-%d)"
-echo "tools: $(verilator --version | head -1); $(yosys -V); $(nextpnr-ice40 --version 2>&1 | head -1); $(rustc --version)"
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+summary="$out/summary.txt"
+: >"$summary"
+say() { echo "$*" | tee -a "$summary"; }
+xilinx_layouts="${XILINX_LAYOUTS:-synth16 synth-one}"
+timeout_s="${SYNTH_TIMEOUT:-2400}"
 
-cargo run -q --release -p streamon-hw --bin gen-verilog -- "$out" sim ice40 "$layout" >/dev/null
+say "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "tools: $(verilator --version | head -1); $(yosys -V); $(nextpnr-ice40 --version 2>&1 | head -1); $(rustc --version)"
+say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load at start:$(uptime | sed 's/.*load average://')"
 
-# Cycle figures and simulation speed (release build of the test).
-cargo test -q --release -p streamon-sim --test timing -- --nocapture --test-threads 1 2>/dev/null \
-    | grep FIGURE | sed 's/^FIGURE /  /'
+cargo run -q --release -p streamon-hw --bin gen-verilog -- "$out" ice40 $xilinx_layouts >/dev/null
 
-# Xilinx resources.
-start=$(date +%s)
-timeout 3000 yosys -q -l "$out/xilinx-$layout.log" -p "read_verilog $out/$layout.v; synth_xilinx -top top -flatten; stat" >/dev/null || echo "  yosys synth_xilinx on $layout did not finish"
-secs=$(( $(date +%s) - start ))
-echo "  synth_xilinx $layout (${secs} s):"
-awk '/Printing statistics/{p=1} p' "$out/xilinx-$layout.log" \
-    | grep -E "^\s+(LUT[1-6]|FD[A-Z]*|RAMB[0-9A-Z_]*|RAM[0-9A-Z_]*|CARRY[0-9]|DSP48E1|MUXF[78])\s" \
-    | awk '{n[$1]+=$2} END {for (k in n) print "    " k, n[k]}' | sort
+if [ -z "${SKIP_TIMING:-}" ]; then
+    say "Verilator model (sim layout, release build):"
+    cargo test -q --release -p streamon-sim --test timing -- --nocapture --test-threads 1 2>/dev/null \
+        | grep FIGURE | sed 's/^FIGURE /  /' | tee -a "$summary"
+    say "  load after:$(uptime | sed 's/.*load average://')"
+fi
 
-# iCE40: synthesis, place and route, timing.
-yosys -q -l "$out/ice40-synth.log" -p "read_verilog $out/ice40.v; synth_ice40 -top top -json $out/ice40.json" >/dev/null
-nextpnr-ice40 --up5k --package sg48 --json "$out/ice40.json" --asc "$out/ice40.asc" --pcf-allow-unconstrained \
-    --freq 12 --timing-allow-fail -l "$out/ice40-pnr.log" >/dev/null 2>&1 || true
-echo "  iCE40 UP5K (layout ice40):"
-grep -E "ICESTORM_LC|ICESTORM_RAM|SB_IO" "$out/ice40-pnr.log" | tail -3 | sed 's/^Info: */    /'
-grep -E "Max frequency for clock" "$out/ice40-pnr.log" | tail -1 | sed 's/^Info: */    /'
+# Cell counts of a yosys `stat` log: the hierarchy total when there is one.
+cells() {
+    awk '/=== design hierarchy ===/{h=1} h' "$1" >"$1.cells"
+    [ -s "$1.cells" ] || awk '/Printing statistics/{p=1} p' "$1" >"$1.cells"
+    grep -E "^\s+(LUT[1-6]|FD[A-Z]*|RAMB[0-9A-Z_]*|RAM[0-9]+[A-Z0-9_]*|CARRY[0-9]|DSP48E1|MUXF[78]|SB_[A-Z0-9_]+)\s+[0-9]+$" "$1.cells" \
+        | awk '{n[$1]+=$2} END {for (k in n) print k, n[k]}' | sort
+}
+
+if [ -z "${SKIP_XILINX:-}" ]; then
+    for layout in $xilinx_layouts; do
+        start=$(date +%s)
+        rc=0
+        nice -n 10 timeout "$timeout_s" yosys -q -l "$out/xilinx-$layout.log" \
+            -p "read_verilog $out/$layout.v; synth_xilinx -top top; stat" >/dev/null 2>&1 || rc=$?
+        secs=$(( $(date +%s) - start ))
+        if [ "$rc" -ne 0 ]; then
+            say "synth_xilinx $layout: did not finish (exit $rc after ${secs} s, limit ${timeout_s} s; log $out/xilinx-$layout.log)"
+            continue
+        fi
+        say "synth_xilinx $layout (${secs} s, hierarchical; load:$(uptime | sed 's/.*load average://')):"
+        c=$(cells "$out/xilinx-$layout.log")
+        lut=$(echo "$c" | awk '/^LUT[1-6] /{s+=$2} END{print s+0}')
+        ff=$(echo "$c" | awk '/^FD/{s+=$2} END{print s+0}')
+        b36=$(echo "$c" | awk '/^RAMB36/{s+=$2} END{print s+0}')
+        b18=$(echo "$c" | awk '/^RAMB18/{s+=$2} END{print s+0}')
+        say "  LUTs $lut, flip-flops $ff, RAMB36 $b36, RAMB18 $b18"
+        echo "$c" | sed 's/^/    /' | tee -a "$summary"
+    done
+fi
+
+if [ -z "${SKIP_ICE40:-}" ]; then
+    start=$(date +%s)
+    nice -n 10 yosys -q -l "$out/ice40-synth.log" \
+        -p "read_verilog $out/ice40.v; synth_ice40 -top top -json $out/ice40.json" >/dev/null 2>&1
+    say "synth_ice40 ice40 top ($(( $(date +%s) - start )) s):"
+    cells "$out/ice40-synth.log" | grep -E "^SB_(LUT4|CARRY|RAM40_4K|DFF[A-Z]*) " | sed 's/^/    /' | tee -a "$summary"
+    for dev in "hx8k ct256" "up5k sg48"; do
+        set -- $dev
+        log="$out/ice40-pnr-$1.log"
+        nice -n 10 nextpnr-ice40 "--$1" --package "$2" --json "$out/ice40.json" \
+            --asc "$out/ice40-$1.asc" --freq 12 --timing-allow-fail -l "$log" >/dev/null 2>&1 || true
+        say "nextpnr-ice40 --$1 --package $2:"
+        grep -E "^Info:\s+(ICESTORM_LC|ICESTORM_RAM|SB_IO):" "$log" | tail -3 | sed 's/^Info: */    /' | tee -a "$summary"
+        fmax=$(grep -E "Max frequency for clock" "$log" | tail -1 | sed 's/^Info: *//')
+        say "    ${fmax:-no fmax: see $log}"
+    done
+fi
+say "load at end:$(uptime | sed 's/.*load average://')"
