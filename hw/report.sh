@@ -42,10 +42,11 @@ if [ -z "${SKIP_TIMING:-}" ]; then
     say "  load after:$(uptime | sed 's/.*load average://')"
 fi
 
-# Cell counts of a yosys `stat` log: the hierarchy total when there is one.
+# Cell counts of the last `stat` in a yosys log: its design-hierarchy total
+# when the design kept its hierarchy, else the (flat) top module's.
 cells() {
-    awk '/=== design hierarchy ===/{h=1} h' "$1" >"$1.cells"
-    [ -s "$1.cells" ] || awk '/Printing statistics/{p=1} p' "$1" >"$1.cells"
+    awk '/Printing statistics/{b=""} {b=b $0 "\n"} END{printf "%s", b}' "$1" \
+        | awk '/=== design hierarchy ===/{b=""} {b=b $0 "\n"} END{printf "%s", b}' >"$1.cells"
     grep -E "^\s+(LUT[1-6]|FD[A-Z]*|RAMB[0-9A-Z_]*|RAM[0-9]+[A-Z0-9_]*|CARRY[0-9]|DSP48E1|MUXF[78]|SB_[A-Z0-9_]+)\s+[0-9]+$" "$1.cells" \
         | awk '{n[$1]+=$2} END {for (k in n) print k, n[k]}' | sort
 }
