@@ -253,6 +253,12 @@ pub enum Status {
     BadGate = 4,
     /// The kind byte is not an [`OpKind`].
     UnknownOpKind = 5,
+    /// No engine answered: the op went to a device (SmartNIC, simulated NIC)
+    /// that failed before completing it (timeout, fatal status, a protocol
+    /// error such as a completion for an op never submitted). Never written
+    /// by an engine or by the hardware; the host driver writes it. Unlike
+    /// the statuses above, the op **may** have changed state on the device.
+    DeviceError = 0xFF,
 }
 
 impl Status {
@@ -265,6 +271,7 @@ impl Status {
             3 => Status::UnsupportedOp,
             4 => Status::BadGate,
             5 => Status::UnknownOpKind,
+            0xFF => Status::DeviceError,
             _ => return None,
         })
     }
@@ -453,5 +460,14 @@ mod tests {
         }
         assert_eq!(OpKind::from_u8(0), None);
         assert_eq!(OpKind::from_u8(9), None);
+        assert_eq!(Status::from_u8(6), None);
+        assert_eq!(Status::from_u8(0xFF), Some(Status::DeviceError));
+        assert_eq!(
+            OpResult::error(3, Status::DeviceError).check(),
+            Err(OpError::Rejected {
+                metric: 3,
+                status: Status::DeviceError
+            })
+        );
     }
 }

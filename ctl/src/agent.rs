@@ -503,7 +503,9 @@ impl Agent {
         let unknown = |app: &str| (Reason::UnknownApp, format!("no application {app:?}"));
         let failure = |e: InstallFailure| match e {
             InstallFailure::Check(_) => (Reason::CheckFailed, e.to_string()),
-            InstallFailure::Plan(_) => (Reason::InstallFailed, e.to_string()),
+            InstallFailure::Plan(_) | InstallFailure::Engine { .. } => {
+                (Reason::InstallFailed, e.to_string())
+            }
         };
         match msg {
             Message::Deploy { app, xml, .. } => {

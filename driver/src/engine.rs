@@ -25,9 +25,11 @@ use crate::ring::{
 
 /// The result status byte written for ops the device never answered when
 /// the engine is used through [`MetricEngine::apply`] (which cannot return
-/// an error). Not a contract status: `OpResult::check` reports it as
-/// `OpError::BadStatus { raw: 0xFF }`.
-pub const STATUS_DEVICE_ERROR: u8 = 0xFF;
+/// an error): the contract's `Status::DeviceError`, which no engine writes.
+pub const STATUS_DEVICE_ERROR: u8 = streamon_contract::Status::DeviceError as u8;
+
+/// Empty completion polls between two `yield_now`s while waiting.
+const SPINS_PER_YIELD: u32 = 64;
 
 /// Driver settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,14 @@ pub enum DeviceError {
         expected: u32,
         /// The sequence found.
         got: u32,
+    },
+    /// A completion arrived while no op was in flight: a completion for an
+    /// op never submitted (checked before each batch, so a stray completion
+    /// is never taken for the answer to the next op).
+    #[error("completion for op {seq} while no op was in flight")]
+    CompletionWithoutOp {
+        /// The sequence the stray completion carried.
+        seq: u32,
     },
     /// A ring index from the device is outside the ring or the window of
     /// submitted slots.
@@ -126,12 +136,16 @@ pub enum DriverError {
     #[error("device reports no queue pairs")]
     NoQueues,
     /// A plan's metric kind is not hosted by the hardware.
-    #[error("metric {metric} is a {kind:?}, which this device does not host")]
+    #[error("{device}: metric {metric} is a {kind:?}, which this device does not host (it hosts {})", hosted_list(*hosted))]
     MetricKindNotHosted {
+        /// The provider.
+        device: String,
         /// The metric.
         metric: usize,
         /// Its kind.
         kind: MetricKind,
+        /// `CAPS_METRIC_KINDS`: what the device hosts.
+        hosted: MetricKinds,
     },
     /// The configuration window does not describe the plans given.
     #[error("device has {device_count} metrics installed ({device_kinds:?}), the plans have {plans_count} ({plan_kinds:?})")]
@@ -167,6 +181,20 @@ pub enum DriverError {
     },
 }
 
+/// `VariationDetector, Global` (or `no metric kind`).
+fn hosted_list(kinds: MetricKinds) -> String {
+    let v: Vec<String> = (1..=31u8)
+        .filter_map(MetricKind::from_u8)
+        .filter(|&k| kinds.hosts(k))
+        .map(|k| format!("{k:?}"))
+        .collect();
+    if v.is_empty() {
+        "no metric kind".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 impl From<BadRingSize> for DriverError {
     fn from(e: BadRingSize) -> Self {
         DriverError::BadRing {
@@ -190,7 +218,8 @@ pub struct DriverCounters {
     pub cq_doorbells: u64,
     /// [`DeviceError::Timeout`]s.
     pub timeouts: u64,
-    /// [`DeviceError::UnexpectedCompletion`]s.
+    /// [`DeviceError::UnexpectedCompletion`]s and
+    /// [`DeviceError::CompletionWithoutOp`]s.
     pub unexpected_completions: u64,
     /// [`DeviceError::RingIndexOutOfRange`]s.
     pub ring_index_errors: u64,
@@ -216,6 +245,8 @@ pub struct DeviceEngine<P: RegionProvider> {
     /// calls: nothing is in flight then).
     next_seq: u32,
     failed: Cell<bool>,
+    /// The error that failed the engine (until `reset`).
+    last_error: Option<DeviceError>,
     counters: DriverCounters,
     /// Admin (dump) failures; a `Cell` because dumps take `&self`.
     admin_failures: Cell<u64>,
@@ -269,8 +300,10 @@ impl<P: RegionProvider> DeviceEngine<P> {
         }
         if let Some((metric, p)) = plans.iter().enumerate().find(|(_, p)| !kinds.hosts(p.kind)) {
             return Err(DriverError::MetricKindNotHosted {
+                device,
                 metric,
                 kind: p.kind,
+                hosted: kinds,
             });
         }
         let size = config.ring_entries;
@@ -307,6 +340,7 @@ impl<P: RegionProvider> DeviceEngine<P> {
             cq,
             next_seq: 0,
             failed: Cell::new(false),
+            last_error: None,
             counters: DriverCounters::default(),
             admin_failures: Cell::new(0),
             admin_buf: Mutex::new(None),
@@ -336,6 +370,13 @@ impl<P: RegionProvider> DeviceEngine<P> {
         self.failed.get()
     }
 
+    /// The error that failed the engine during a batch, until
+    /// [`DeviceEngine::reset`] (for callers of [`MetricEngine::apply`],
+    /// which cannot return it).
+    pub fn last_error(&self) -> Option<DeviceError> {
+        self.last_error
+    }
+
     /// The device's status register.
     pub fn device_status(&self) -> DeviceStatus {
         DeviceStatus(self.provider.registers().read32(regs::DEVICE_STATUS))
@@ -357,6 +398,7 @@ impl<P: RegionProvider> DeviceEngine<P> {
         self.cq = cq;
         self.next_seq = 0;
         self.failed.set(false);
+        self.last_error = None;
         self.counters.resets += 1;
         Ok(())
     }
@@ -373,8 +415,11 @@ impl<P: RegionProvider> DeviceEngine<P> {
 
     fn fail(&mut self, e: DeviceError) -> DeviceError {
         self.failed.set(true);
+        self.last_error = Some(e);
         match e {
-            DeviceError::UnexpectedCompletion { .. } => self.counters.unexpected_completions += 1,
+            DeviceError::UnexpectedCompletion { .. } | DeviceError::CompletionWithoutOp { .. } => {
+                self.counters.unexpected_completions += 1
+            }
             DeviceError::RingIndexOutOfRange { .. } => self.counters.ring_index_errors += 1,
             DeviceError::Timeout { .. } => self.counters.timeouts += 1,
             DeviceError::DeviceFatal { .. } => self.counters.device_fatal += 1,
@@ -388,6 +433,14 @@ impl<P: RegionProvider> DeviceEngine<P> {
         assert_eq!(ops.len(), results.len(), "one result per op");
         if self.failed.get() {
             return (0, Err(DeviceError::Failed));
+        }
+        // Nothing is in flight between calls: any completion now answers an
+        // op never submitted.
+        if let Some(c) = self.cq.poll() {
+            return (
+                0,
+                Err(self.fail(DeviceError::CompletionWithoutOp { seq: c.seq })),
+            );
         }
         let regs = self.provider.registers().clone();
         let n = ops.len();
@@ -456,9 +509,17 @@ impl<P: RegionProvider> DeviceEngine<P> {
                 last_progress = Instant::now();
                 continue;
             }
-            // Nothing yet: bounded polling, the clock read every 1024 polls.
+            // Nothing yet: bounded polling. Spin briefly (a completion is
+            // usually a few hundred ns away), then give the core up every
+            // `SPINS_PER_YIELD` polls: on a machine with fewer free cores
+            // than spinning threads the device thread may be waiting for
+            // this very core. The clock and the status are read every 1024
+            // polls only.
             empty_polls = empty_polls.wrapping_add(1);
             std::hint::spin_loop();
+            if empty_polls % SPINS_PER_YIELD == 0 && empty_polls % 1024 != 0 {
+                std::thread::yield_now();
+            }
             if empty_polls % 1024 == 0 {
                 let status = DeviceStatus(regs.read32(regs::DEVICE_STATUS));
                 if status.fatal() {

@@ -265,19 +265,84 @@ impl SubmissionRing {
     #[inline]
     pub fn push(&mut self, op: &Op, seq: u32, batch_len: u16, batch_end: bool) {
         let off = self.tail.index() as usize * SQ_DESC_LEN;
-        self.mem.write_array(off, &op.to_bytes());
-        let mut word = [0u8; 16];
-        word[0..4].copy_from_slice(&seq.to_le_bytes());
-        // bytes 4..6 (the ownership word) are stored below, last.
-        word[6..8].copy_from_slice(&batch_len.to_le_bytes());
-        self.mem
-            .write_array::<4>(off + 64, word[0..4].try_into().expect("4"));
-        self.mem
-            .write_array::<2>(off + 70, word[6..8].try_into().expect("2"));
+        self.mem.write_words(off, &op_to_words(op));
+        self.mem.write_u32(off + 64, seq);
+        // bytes 68..70 (the ownership word) are stored below, last; they are
+        // never written by a plain store, so the device's atomic load of
+        // them never races with one.
+        self.mem.write_u16(off + 70, batch_len);
         self.mem.write_u64(off + 72, 0);
         let flags = self.tail.phase_bit() | if batch_end { DESC_BATCH_END } else { 0 };
         self.mem.store_u16_release(off + SQ_FLAGS_OFFSET, flags);
         self.tail.advance(1);
+    }
+}
+
+/// An [`Op`] as the eight little-endian `u64` words of its wire form
+/// (`Op::to_bytes`, read as words): the ring's hot path writes these
+/// without building the byte array.
+#[inline]
+pub fn op_to_words(op: &Op) -> [u64; 8] {
+    let k = |i: usize| u64::from_le_bytes(op.key[i..i + 8].try_into().expect("8 key bytes"));
+    [
+        u64::from(op.metric)
+            | u64::from(op.kind) << 16
+            | u64::from(op.flags) << 24
+            | u64::from(op.key_len) << 32
+            | u64::from(op.reserved0[0]) << 40
+            | u64::from(op.reserved0[1]) << 48
+            | u64::from(op.reserved0[2]) << 56,
+        u64::from(op.value) | u64::from(op.reserved1) << 32,
+        op.ts_ns,
+        k(0),
+        k(8),
+        k(16),
+        k(24),
+        k(32),
+    ]
+}
+
+/// The inverse of [`op_to_words`] (`Op::from_bytes` of the same bytes).
+#[inline]
+pub fn op_from_words(w: &[u64; 8]) -> Op {
+    let mut key = [0u8; 40];
+    for (chunk, word) in key.chunks_exact_mut(8).zip(&w[3..]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    Op {
+        metric: w[0] as u16,
+        kind: (w[0] >> 16) as u8,
+        flags: (w[0] >> 24) as u8,
+        key_len: (w[0] >> 32) as u8,
+        reserved0: [(w[0] >> 40) as u8, (w[0] >> 48) as u8, (w[0] >> 56) as u8],
+        value: w[1] as u32,
+        reserved1: (w[1] >> 32) as u32,
+        ts_ns: w[2],
+        key,
+    }
+}
+
+/// An [`OpResult`] as the two little-endian words of its wire form.
+#[inline]
+fn result_to_words(r: &OpResult) -> [u64; 2] {
+    [
+        r.value,
+        u64::from(r.metric)
+            | u64::from(r.status) << 16
+            | u64::from(r.flags) << 24
+            | u64::from(r.reserved) << 32,
+    ]
+}
+
+/// The inverse of [`result_to_words`].
+#[inline]
+fn result_from_words(w: [u64; 2]) -> OpResult {
+    OpResult {
+        value: w[0],
+        metric: w[1] as u16,
+        status: (w[1] >> 16) as u8,
+        flags: (w[1] >> 24) as u8,
+        reserved: (w[1] >> 32) as u32,
     }
 }
 
@@ -326,15 +391,17 @@ impl SubmissionReader {
                 index: self.head.index(),
             });
         }
-        let op = Op::from_bytes(&self.mem.read_array::<64>(off));
-        let rest = self.mem.read_array::<16>(off + 64);
+        let op = op_from_words(&self.mem.read_words::<8>(off));
+        let [tail] = self.mem.read_words::<1>(off + 72);
+        let seq = self.mem.read_u32(off + 64);
+        let batch_len = u16::from_le_bytes(self.mem.read_array::<2>(off + 70));
         self.head.advance(1);
         Ok(SubmissionDescriptor {
             op,
-            seq: u32::from_le_bytes(rest[0..4].try_into().expect("4")),
+            seq,
             flags,
-            batch_len: u16::from_le_bytes([rest[6], rest[7]]),
-            reserved: u64::from_le_bytes(rest[8..16].try_into().expect("8")),
+            batch_len,
+            reserved: tail,
         })
     }
 }
@@ -366,11 +433,15 @@ impl CompletionWriter {
     #[inline]
     pub fn push(&mut self, desc: &CompletionDescriptor) {
         let off = self.tail.index() as usize * CQ_DESC_LEN;
-        let b = desc.to_bytes();
-        self.mem
-            .write_array::<20>(off, b[0..20].try_into().expect("20"));
-        self.mem
-            .write_array::<10>(off + 22, b[22..32].try_into().expect("10"));
+        self.mem.write_words(off, &result_to_words(&desc.result));
+        self.mem.write_u32(off + 16, desc.seq);
+        // bytes 20..22: the ownership word, stored last (below); 22..24
+        // (reserved) are zero from the ring's initialisation and never
+        // written.
+        self.mem.write_words(
+            off + 24,
+            &[u64::from(desc.sq_head) | u64::from(desc.reserved1) << 32],
+        );
         self.mem
             .store_u16_release(off + CQ_FLAGS_OFFSET, self.tail.phase_bit());
         self.tail.advance(1);
@@ -420,16 +491,52 @@ impl CompletionRing {
         if flags & DESC_PHASE != self.head.phase_bit() {
             return None;
         }
-        let mut desc = CompletionDescriptor::from_bytes(&self.mem.read_array::<32>(off));
-        desc.flags = flags;
+        let result = result_from_words(self.mem.read_words::<2>(off));
+        let seq = self.mem.read_u32(off + 16);
+        let [tail] = self.mem.read_words::<1>(off + 24);
         self.head.advance(1);
-        Some(desc)
+        Some(CompletionDescriptor {
+            result,
+            seq,
+            flags,
+            reserved0: u16::from_le_bytes(self.mem.read_array::<2>(off + 22)),
+            sq_head: tail as u32,
+            reserved1: (tail >> 32) as u32,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The word forms are the byte forms read as little-endian words, for
+    /// arbitrary bytes (reserved fields and out-of-range kinds included).
+    #[test]
+    fn word_forms_match_the_byte_forms() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..1000 {
+            let mut b = [0u8; 64];
+            for chunk in b.chunks_exact_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            let words: [u64; 8] = std::array::from_fn(|i| {
+                u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap())
+            });
+            let op = Op::from_bytes(&b);
+            assert_eq!(op_to_words(&op), words);
+            assert_eq!(op_from_words(&words), op);
+            let r = OpResult::from_bytes(b[..16].try_into().unwrap());
+            assert_eq!(result_to_words(&r), [words[0], words[1]]);
+            assert_eq!(result_from_words([words[0], words[1]]), r);
+        }
+    }
     use streamon_contract::{OpKind, ResultFlags, Status};
 
     fn op(i: u32) -> Op {

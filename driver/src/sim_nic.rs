@@ -49,6 +49,12 @@ pub struct FaultPlan {
     pub corrupt_sq_head_at: Option<u64>,
     /// Stop completing ops after this many (the device "hangs").
     pub stall_after: Option<u64>,
+    /// After completing this op, write one more completion that answers no
+    /// op (it carries the next sequence number, the one most likely to be
+    /// taken for a real answer).
+    pub spurious_completion_after: Option<u64>,
+    /// Never finish a `CTRL_RESET` (the device does not come up).
+    pub ignore_reset: bool,
     /// Present this `ID_MAGIC` instead of the real one.
     pub magic: Option<u32>,
     /// Present this `ID_VERSION` instead of the real one.
@@ -344,7 +350,7 @@ impl Device {
                 idle = 0;
             } else {
                 idle = idle.saturating_add(1);
-                if idle < 256 {
+                if idle < 64 {
                     std::hint::spin_loop();
                 } else if idle < 4096 {
                     std::thread::yield_now();
@@ -394,6 +400,9 @@ impl Device {
     fn step(&mut self) -> bool {
         let ctrl = self.regs.read32(regs::DEVICE_CTRL);
         if ctrl & regs::CTRL_RESET != 0 {
+            if self.config.faults.ignore_reset {
+                return false;
+            }
             self.reset();
             self.regs.write32(
                 regs::DEVICE_CTRL,
@@ -538,6 +547,15 @@ impl Device {
                 sq_head: sq_head_field,
                 ..CompletionDescriptor::default()
             });
+        }
+        if let Some(at) = faults.spurious_completion_after {
+            if (done..done + got as u64).contains(&at) && (got as u32) < free {
+                q.cq.push(&CompletionDescriptor {
+                    seq: self.seqs[got - 1].wrapping_add(1),
+                    sq_head: q.sq.head().index(),
+                    ..CompletionDescriptor::default()
+                });
+            }
         }
         self.regs.write32(regs::sq_head(0), q.sq.head().index());
         self.regs.write32(regs::cq_tail(0), q.cq.tail().index());

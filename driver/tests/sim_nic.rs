@@ -424,3 +424,105 @@ fn plans_must_match_the_configuration_window() {
         "{e}"
     );
 }
+
+/// A completion that answers no op (written after the last real one, with
+/// the next sequence number, so it would pass the sequence check) is caught
+/// before the next batch is submitted: a typed error and a counter, and no
+/// result of the next batch is taken from it.
+#[test]
+fn a_completion_for_an_op_never_submitted_is_refused() {
+    let plans = plans();
+    let ops = global_ops(40);
+    let mut dev = open(
+        &plans,
+        SimNicConfig {
+            faults: FaultPlan {
+                spurious_completion_after: Some(19),
+                ..FaultPlan::default()
+            },
+            ..SimNicConfig::default()
+        },
+        // Room in the completion ring for the stray entry.
+        DriverConfig {
+            ring_entries: 64,
+            ..short()
+        },
+    );
+    let mut got = vec![OpResult::default(); ops.len()];
+    dev.try_apply(&ops[..20], &mut got[..20])
+        .expect("the first 20 ops are answered");
+    // Let the device write its stray completion.
+    let start = std::time::Instant::now();
+    while dev.device_counters()[Counter::OpsCompleted as usize] < 20
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let e = dev
+        .try_apply(&ops[20..], &mut got[20..])
+        .expect_err("the stray completion is noticed");
+    assert_eq!(e, DeviceError::CompletionWithoutOp { seq: 20 });
+    assert!(e.to_string().contains("no op was in flight"), "{e}");
+    assert_eq!(dev.counters().unexpected_completions, 1);
+    assert_eq!(dev.last_error(), Some(e));
+    assert!(got[20..].iter().all(|r| *r == OpResult::default()));
+    dev.reset().expect("reset");
+    assert_eq!(dev.last_error(), None);
+}
+
+/// A device that never finishes its reset: `open` gives up after the
+/// timeout with a typed error instead of waiting forever.
+#[test]
+fn a_device_that_never_comes_up_times_out() {
+    let plans = plans();
+    let nic = SimNic::software(
+        &plans,
+        SimNicConfig {
+            faults: FaultPlan {
+                ignore_reset: true,
+                ..FaultPlan::default()
+            },
+            ..SimNicConfig::default()
+        },
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let e = DeviceEngine::open(nic, &plans, short()).unwrap_err();
+    assert!(matches!(e, DriverError::ResetTimeout(_)), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+/// A device that does not host a plan's kind is refused at open, and the
+/// error says what the device hosts.
+#[test]
+fn a_kind_the_device_does_not_host_is_refused_with_what_it_hosts() {
+    use streamon_contract::MetricKind;
+    use streamon_driver::regs::MetricKinds;
+    let plans = plans();
+    let owned = plans.clone();
+    let nic = SimNic::with_engine(
+        &plans,
+        MetricKinds::of(&[MetricKind::Global, MetricKind::ExactCounter]),
+        SimNicConfig::default(),
+        Box::new(move || Box::new(SwEngine::new(&owned))),
+        "software engine, two kinds",
+    )
+    .unwrap();
+    let e = DeviceEngine::open(nic, &plans, DriverConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DriverError::MetricKindNotHosted {
+                metric: 0,
+                kind: MetricKind::VariationDetector,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("it hosts Global, ExactCounter"),
+        "{e}"
+    );
+}

@@ -1,5 +1,7 @@
 //! streamon's host side: everything that talks to people.
 //!
+//! * [`backend`]: which metric engine runs the applications (`--backend
+//!   sw|sim|sim-nic|vfio:<PCI address>`), refusing what the hardware lacks;
 //! * [`replay`]: feed a trace file through a [`streamon_probe::Probe`],
 //!   with progress and a summary of every counter;
 //! * [`live`]: feed a live capture (`streamon-capture`) the same way, until
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod live;
 #[cfg(feature = "bus")]
 pub mod net;

@@ -296,3 +296,107 @@ fn demo_alerts_on_the_victim() {
     );
     assert!(text(&out.stderr).contains("--- summary ---"));
 }
+
+fn sim_layout_app(name: &str) -> PathBuf {
+    root()
+        .join("tests/apps/sim_layout")
+        .join(format!("{name}.xml"))
+}
+
+/// `--backend`: an unknown name is a usage error; a VFIO address without
+/// the device is a clear error before anything runs.
+#[test]
+fn backend_choice_errors_are_clear() {
+    let pcap = traces_dir().join("ndpi_synscan.pcap");
+    let portscan = app("portscan");
+    let base = [
+        "run",
+        "--app",
+        portscan.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--events",
+        "/dev/null",
+    ];
+    let out = run(&[&base[..], &["--backend", "fpga"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("expected sw, sim, sim-nic or vfio:<PCI address>"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[&base[..], &["--backend", "vfio:0000:ff:1f.7"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("0000:ff:1f.7"), "{err}");
+    assert!(err.contains("docs/operations.md"), "{err}");
+    assert!(!err.contains("--- summary ---"), "nothing ran: {err}");
+}
+
+/// `--backend sim-nic` (driver → simulated NIC → Verilated RTL) writes the
+/// same bytes as `--backend sw`; an app with a metric the hardware lacks
+/// is refused, naming it. Without the `sim` feature the binary says how to
+/// get the backend instead.
+#[test]
+fn sim_nic_backend_writes_the_same_events_as_sw() {
+    let dir = scratch("backends");
+    let pcap = traces_dir().join("ndpi_gnutella.pcap");
+    let events = |backend: &str| {
+        let path = dir.join(format!("{backend}.jsonl"));
+        let out = run(&[
+            "run",
+            "--app",
+            sim_layout_app("distinct_ports").to_str().unwrap(),
+            "--app",
+            sim_layout_app("flow_counters").to_str().unwrap(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--events",
+            path.to_str().unwrap(),
+            "--backend",
+            backend,
+        ]);
+        (out, path)
+    };
+    if !cfg!(feature = "sim") {
+        let (out, _) = events("sim-nic");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("--features sim"),
+            "{}",
+            text(&out.stderr)
+        );
+        return;
+    }
+    let (sw, sw_path) = events("sw");
+    assert!(sw.status.success(), "{}", text(&sw.stderr));
+    let (nic, nic_path) = events("sim-nic");
+    assert!(nic.status.success(), "{}", text(&nic.stderr));
+    let want = std::fs::read(&sw_path).unwrap();
+    assert!(want.len() > 1000, "the apps publish on this capture");
+    assert!(
+        std::fs::read(&nic_path).unwrap() == want,
+        "event bytes differ"
+    );
+    assert!(!text(&nic.stderr).contains("DeviceError"));
+
+    let out = run(&[
+        "run",
+        "--app",
+        app("ddos").to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--events",
+        "/dev/null",
+        "--backend",
+        "sim-nic",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("metric 'syn_rate (variation_monitor)'"),
+        "{err}"
+    );
+    assert!(err.contains("offers"), "{err}");
+    assert!(!err.contains("--- summary ---"), "nothing ran: {err}");
+}

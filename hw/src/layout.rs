@@ -32,15 +32,17 @@ pub struct Layout {
 
 /// The layout the Verilator model (`streamon-sim`) is built with: small
 /// banks, so equivalence tests see collisions, swaps and evictions, and a
-/// small model, so Verilator builds it quickly.
-pub type SimPipeline = Pipeline<2, 3, 8, 3, 3, 8, 4, 1, 2, 6, 64, 4>;
+/// small model, so Verilator builds it quickly. The exact banks take 2^4
+/// buckets, the smallest table the application language can declare
+/// (`size` 4..=24), so applications can run on the model.
+pub type SimPipeline = Pipeline<2, 3, 8, 3, 4, 16, 4, 1, 2, 6, 64, 4>;
 /// [`SimPipeline`]'s layout.
 pub const SIM: Layout = Layout {
     name: "sim",
     vd_banks: 2,
     vd_block_bits: 3,
     exact_banks: 3,
-    exact_bucket_bits: 3,
+    exact_bucket_bits: 4,
     exact_ways: 4,
     global_banks: 1,
     df_banks: 2,
@@ -158,7 +160,7 @@ pub fn ice40_top_verilog() -> String {
 /// (the serialising top), `ice40-pipeline` (its pipeline, bare).
 pub fn verilog_for(name: &str) -> Option<String> {
     Some(match name {
-        "sim" => verilog_of::<2, 3, 8, 3, 3, 8, 4, 1, 2, 6, 64, 4>(),
+        "sim" => verilog_of::<2, 3, 8, 3, 4, 16, 4, 1, 2, 6, 64, 4>(),
         "ice40" => ice40_top_verilog(),
         "ice40-pipeline" => verilog_of::<0, 1, 2, 1, 7, 128, 1, 1, 0, 4, 16, 1>(),
         // One bank of each kind at synth16's sizes: the configuration the

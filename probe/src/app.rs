@@ -701,7 +701,10 @@ impl AppRuntime {
                     }
                 }
                 other => {
-                    let name = format!("{:?}", other.unwrap_or(Status::UnknownOpKind));
+                    let name = match other {
+                        Some(status) => format!("{status:?}"),
+                        None => format!("status {}", r.status),
+                    };
                     *self.stats.op_errors.entry(name).or_default() += 1;
                 }
             }

@@ -39,5 +39,5 @@ pub use app::{AppRuntime, AppStats, RuntimeOptions};
 pub use message::{FieldSource, Message, MessageError};
 pub use output::{EventSink, Format, OutputEvent, VecSink, WriterSink};
 pub use parallel::{ParallelProbe, WorkerLost};
-pub use probe::{sw_engine, EngineFactory, InstallFailure, Probe, ProbeStats};
+pub use probe::{sw_engine, EngineFactory, EngineRefusal, InstallFailure, Probe, ProbeStats};
 pub use store::KnowledgeStore;

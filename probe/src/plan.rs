@@ -146,6 +146,24 @@ fn tau(d: &streamon_lang::Decay) -> TimeConstant {
 }
 
 impl AppPlan {
+    /// The application metric behind contract metric `id`, with its part:
+    /// `dst_ports (variation_detector)` or `dst_ports (variation_monitor)`.
+    pub fn describe_metric(&self, id: usize) -> Option<String> {
+        let id = u16::try_from(id).ok()?;
+        self.slots
+            .iter()
+            .zip(&self.program.metrics)
+            .find_map(|(slot, m)| {
+                if slot.detector == Some(id) {
+                    Some(format!("{} (variation_detector)", m.name))
+                } else if slot.monitor == Some(id) {
+                    Some(format!("{} (variation_monitor)", m.name))
+                } else {
+                    None
+                }
+            })
+    }
+
     /// Installs a checked program.
     pub fn install(name: &str, program: Program) -> Result<AppPlan, PlanError> {
         let mut metric_plans = Vec::new();

@@ -9,12 +9,26 @@ use crate::output::EventSink;
 use crate::plan::{AppPlan, PlanError};
 
 /// Builds the metric engine of an application from its contract plans:
-/// `sw` (the software engine) or `sim` (the Verilated RTL).
-pub type EngineFactory = dyn Fn(&[MetricPlan]) -> Box<dyn MetricEngine + Send>;
+/// the software engine, the Verilated RTL, or a device behind the driver.
+/// A backend that cannot host a plan refuses it: the application is then
+/// not installed (it never silently runs elsewhere).
+pub type EngineFactory =
+    dyn Fn(&[MetricPlan]) -> Result<Box<dyn MetricEngine + Send>, EngineRefusal>;
 
-/// The software engine factory.
-pub fn sw_engine(plans: &[MetricPlan]) -> Box<dyn MetricEngine + Send> {
-    Box::new(streamon_sw::SwEngine::new(plans))
+/// The software engine factory (hosts every plan).
+pub fn sw_engine(plans: &[MetricPlan]) -> Result<Box<dyn MetricEngine + Send>, EngineRefusal> {
+    Ok(Box::new(streamon_sw::SwEngine::new(plans)))
+}
+
+/// Why a backend did not build an engine for an application's plans.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct EngineRefusal {
+    /// The contract metric id (index into the plans) that cannot be hosted,
+    /// when one metric is to blame.
+    pub metric: Option<usize>,
+    /// What is missing or too large, and what the backend offers instead.
+    pub reason: String,
 }
 
 /// Probe-wide counters (see `docs/counters.md`).
@@ -56,6 +70,15 @@ pub enum InstallFailure {
     /// A metric parameter the contract refuses.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The metric engine backend cannot host the application's metrics.
+    #[error("{}{reason}", metric.as_ref().map(|m| format!("metric '{m}': ")).unwrap_or_default())]
+    Engine {
+        /// The application's metric, with the part that is refused
+        /// (`dst_ports (variation_monitor)`), when one is to blame.
+        metric: Option<String>,
+        /// The backend's reason (`EngineRefusal::reason`).
+        reason: String,
+    },
 }
 
 impl Probe {
@@ -96,7 +119,10 @@ impl Probe {
         let plan = AppPlan::install(name, program)?;
         let mut out: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
         out.extend(plan.warnings.iter().cloned());
-        let engine = engine(&plan.metric_plans);
+        let engine = engine(&plan.metric_plans).map_err(|r| InstallFailure::Engine {
+            metric: r.metric.and_then(|id| plan.describe_metric(id)),
+            reason: r.reason,
+        })?;
         Ok((AppRuntime::new(plan, engine, options), out))
     }
 

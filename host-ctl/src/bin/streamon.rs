@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use streamon_host_ctl::backend::{Backend, DeviceHealth};
 use streamon_host_ctl::live::{self, LiveOptions, LiveSummary};
 use streamon_host_ctl::runner::{FrameTarget, Runner};
 use streamon_host_ctl::{replay, tracegen};
@@ -20,7 +21,8 @@ use streamon_microcloud::{
 };
 use streamon_probe::live::{LiveConfig, LiveView};
 use streamon_probe::{
-    sw_engine, EventSink, Format, KnowledgeStore, Probe, RuntimeOptions, WriterSink,
+    sw_engine, EngineFactory, EventSink, Format, KnowledgeStore, Probe, RuntimeOptions,
+    WriterSink,
 };
 
 /// A programmable network-monitoring probe (StreaMon re-created): text
@@ -94,8 +96,12 @@ struct RunArgs {
     /// Event format.
     #[arg(long, value_enum, default_value_t = OutFormat::Jsonl)]
     format: OutFormat,
-    /// Metric engine.
-    #[arg(long, value_enum, default_value_t = Backend::Sw)]
+    /// Metric engine: `sw` (software), `sim` (the Verilated RTL), `sim-nic`
+    /// (the driver over a simulated NIC running the RTL) or
+    /// `vfio:<PCI address>` (the driver over a card bound to vfio-pci).
+    /// `sim` and `sim-nic` need a build with `--features sim`. An app whose
+    /// metrics the hardware lacks is refused, never run on software.
+    #[arg(long, default_value = "sw")]
     backend: Backend,
     /// Allow `exec(...)` actions to run shell commands (off by default).
     #[arg(long)]
@@ -253,12 +259,6 @@ enum OutFormat {
     Text,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    /// The software metric engine.
-    Sw,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -340,9 +340,10 @@ fn install(
     name: &str,
     source: &str,
     file: &str,
+    engine: &EngineFactory,
     options: &RuntimeOptions,
 ) -> Result<bool> {
-    match probe.install(name, source, file, &sw_engine, options.clone()) {
+    match probe.install(name, source, file, engine, options.clone()) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("{w}");
@@ -360,7 +361,11 @@ fn install(
 }
 
 fn run_trace(args: RunArgs) -> Result<ExitCode> {
-    let Backend::Sw = args.backend;
+    args.backend
+        .check_available()
+        .context("choosing the metric engine")?;
+    let health = DeviceHealth::default();
+    let engine = args.backend.factory(health.clone());
     if !args.bus.subscribe.is_empty() && (args.threads > 1 || args.live.iface.is_some()) {
         eprintln!(
             "streamon: error: --subscribe runs the applications on the reading thread, on a capture file or on messages alone: not with --threads above 1 or --iface"
@@ -418,7 +423,9 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or(file.clone());
-        if !install(&mut probe, &name, &source, &file, &options)? {
+        if !install(&mut probe, &name, &source, &file, &engine, &options)
+            .with_context(|| format!("on backend {}", args.backend))?
+        {
             return Ok(ExitCode::from(2));
         }
     }
@@ -466,8 +473,13 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         Some(b) => b.parts(),
         None => (None, None),
     };
+    let mut guarded = DeviceGuard {
+        inner: &mut filtered,
+        health: &health,
+        withheld: 0,
+    };
     let mut tee = Tee {
-        first: &mut filtered,
+        first: &mut guarded,
         second: publisher,
     };
     let mut runner = LiveTarget {
@@ -522,6 +534,7 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         b.finish_and_clear();
     }
     let (probe, _pending) = finished.context("running the applications")?;
+    let withheld = guarded.withheld;
     sink.flush().context("writing events")?;
     // Let queued store writes reach Redis before exiting (bounded: Redis
     // may be down; what is left is counted as dropped when the writer
@@ -535,6 +548,9 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         return result.map(|()| ExitCode::SUCCESS);
     }
     print_summary(&probe, &sink);
+    if withheld > 0 {
+        eprintln!("events withheld (device failed) {withheld}");
+    }
     if let Some(l) = &live_summary {
         print_live_summary(l);
     }
@@ -552,6 +568,12 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             live_summary.as_ref(),
             path,
         )?;
+    }
+    if let Some(failure) = health.first_failure() {
+        bail!(
+            "the metric device failed during the run ({failure}); ops it did not answer are \
+             counted as 'op error DeviceError' and the events after the failure were withheld"
+        );
     }
     if args.hold > 0.0 {
         // Keep answering RESP queries on the final state.
@@ -643,6 +665,7 @@ fn demo(
         "ddos",
         DDOS,
         "apps/ddos.xml",
+        &sw_engine,
         &RuntimeOptions::default(),
     )? {
         bail!("the shipped DDoS application does not check");
@@ -720,6 +743,24 @@ impl FrameTarget for LiveTarget<'_> {
     fn idle(&mut self) {
         if let (Some(view), Runner::Single(p)) = (self.live, &self.runner) {
             p.serve_live(view, self.probe_id);
+        }
+    }
+}
+
+/// Withholds events once a metric device failed: their metric results may
+/// be missing, so publishing them could raise false alerts. Counted.
+struct DeviceGuard<'a> {
+    inner: &'a mut dyn EventSink,
+    health: &'a DeviceHealth,
+    withheld: u64,
+}
+
+impl EventSink for DeviceGuard<'_> {
+    fn emit(&mut self, ev: &streamon_probe::OutputEvent) {
+        if self.health.failed() {
+            self.withheld += 1;
+        } else {
+            self.inner.emit(ev);
         }
     }
 }

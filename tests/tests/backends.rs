@@ -1,0 +1,256 @@
+//! One probe, any backend: the same applications on the same real captures
+//! give byte-identical event output on
+//!
+//! * `sw`: the software engine;
+//! * `sim`: the Verilated RTL of `hw/`, called directly;
+//! * `sim-nic`: trace → probe → driver (`streamon_driver::DeviceEngine`) →
+//!   submission ring in shared memory → simulated NIC thread → Verilated RTL
+//!   → completion ring → results → features → XFSM → events.
+//!
+//! The applications (`tests/apps/sim_layout/`) are sized for the RTL's `sim`
+//! layout and use every metric kind the hardware has: detectors gating
+//! exact counters (distinct counting), plain exact counters (one counting
+//! bytes) and the global counter. Besides the event bytes, the application
+//! counters and every metric's final state (read back through the driver's
+//! admin dump on `sim-nic`) must be equal.
+//!
+//! Applications the hardware cannot host are refused at install, naming
+//! the metric and what the hardware offers.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::trace;
+use streamon_host_ctl::backend::{Backend, DeviceHealth};
+use streamon_host_ctl::replay::replay_file;
+use streamon_probe::{Format, InstallFailure, Probe, RuntimeOptions, WriterSink};
+
+/// Captures with different mixes: scans, floods, P2P, DNS, backscatter,
+/// IPv6, pcapng, an 8-year jump in trace time; several overflow the
+/// 16-bucket exact tables (evictions).
+const CAPTURES: &[&str] = &[
+    "ndpi_synscan.pcap",
+    "ndpi_gnutella.pcap",
+    "dstreamon_dos.pcap",
+    "bss_backscatter.trace",
+    "ndpi_bad-dns-traffic.pcap",
+    "zeek_wikipedia.pcap",
+    "ndpi_tcp_scan.pcapng",
+    "zeek_nmap_vsn.pcap",
+    "ndpi_bittorrent_utp.pcap",
+];
+
+const APPS: &[&str] = &["distinct_ports", "flow_counters"];
+
+fn test_app(name: &str) -> (PathBuf, String) {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/apps/sim_layout"))
+        .join(format!("{name}.xml"));
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    (path, source)
+}
+
+/// What one run produced.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    /// The JSON Lines event stream, as `streamon run` writes it.
+    events: Vec<u8>,
+    /// Per app: its counters, as JSON (`--stats-json`; maps compare
+    /// regardless of order).
+    stats: serde_json::Value,
+    /// Per app, per metric: the final canonical dump.
+    dumps: Vec<Vec<Option<Vec<u64>>>>,
+}
+
+fn run(backend: &Backend, capture: &str) -> Outcome {
+    let health = DeviceHealth::default();
+    let factory = backend.factory(health.clone());
+    let mut probe = Probe::new();
+    for app in APPS {
+        let (path, source) = test_app(app);
+        probe
+            .install(
+                app,
+                &source,
+                &path.display().to_string(),
+                &factory,
+                RuntimeOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{app} on {backend}: {e}"));
+    }
+    let mut events = Vec::new();
+    {
+        let mut sink = WriterSink::new(&mut events, Format::JsonLines);
+        replay_file(&mut probe, &trace(capture), &mut sink, &mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{capture} on {backend}: {e}"));
+        sink.flush().expect("writing to memory");
+    }
+    assert!(
+        !health.failed(),
+        "{capture} on {backend}: device failed: {:?}",
+        health.first_failure()
+    );
+    let stats = serde_json::to_value(probe.app_stats()).expect("stats serialise");
+    let dumps = probe
+        .apps()
+        .iter()
+        .map(|a| {
+            let engine = a.engine();
+            (0..engine.plans().len() as u16)
+                .map(|m| engine.dump(m))
+                .collect()
+        })
+        .collect();
+    Outcome {
+        events,
+        stats,
+        dumps,
+    }
+}
+
+fn assert_same(capture: &str, backend: &Backend, want: &Outcome, got: &Outcome) {
+    if got.events != want.events {
+        let (w, g) = (
+            String::from_utf8_lossy(&want.events),
+            String::from_utf8_lossy(&got.events),
+        );
+        let first = w
+            .lines()
+            .zip(g.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(w.lines().count().min(g.lines().count()));
+        panic!(
+            "{capture}: {backend} events differ from sw at line {} ({} vs {} lines)\nsw:      {}\n{backend}: {}",
+            first + 1,
+            w.lines().count(),
+            g.lines().count(),
+            w.lines().nth(first).unwrap_or("<end>"),
+            g.lines().nth(first).unwrap_or("<end>"),
+        );
+    }
+    assert_eq!(got.stats, want.stats, "{capture}: {backend} counters");
+    for (app, (w, g)) in want.dumps.iter().zip(&got.dumps).enumerate() {
+        for (m, (w, g)) in w.iter().zip(g).enumerate() {
+            assert!(w.is_some(), "{capture}: sw has no dump of metric {m}");
+            assert_eq!(
+                g, w,
+                "{capture}: {backend} app {} metric {m} state",
+                APPS[app]
+            );
+        }
+    }
+}
+
+/// The end-to-end equivalence: every capture, both apps, three backends.
+#[test]
+fn sim_and_sim_nic_give_the_same_events_as_sw_on_real_captures() {
+    let (mut lines, mut evicting, mut alerts) = (0, 0, 0);
+    for capture in CAPTURES {
+        let want = run(&Backend::Sw, capture);
+        for backend in [Backend::Sim, Backend::SimNic] {
+            let got = run(&backend, capture);
+            assert_same(capture, &backend, &want, &got);
+        }
+        let text = String::from_utf8(want.events).expect("JSON Lines are UTF-8");
+        lines += text.lines().count();
+        alerts += text.matches("\"topic\":\"alert\"").count();
+        let evictions: u64 = want
+            .stats
+            .as_array()
+            .expect("a list of (app, stats)")
+            .iter()
+            .map(|pair| pair[1]["evictions"].as_u64().expect("evictions"))
+            .sum();
+        evicting += usize::from(evictions > 0);
+    }
+    // The comparison is not vacuous: the apps publish on these captures,
+    // raise alerts, and overflow the small hardware tables.
+    assert!(lines >= 500, "only {lines} events in all");
+    assert!(alerts >= 2, "only {alerts} alerts");
+    assert!(evicting >= 2, "only {evicting} captures evicted");
+}
+
+fn refusal(backend: &Backend, app: &str, source: &str) -> String {
+    let factory = backend.factory(DeviceHealth::default());
+    let mut probe = Probe::new();
+    match probe.install(app, source, app, &factory, RuntimeOptions::default()) {
+        Err(e @ InstallFailure::Engine { .. }) => {
+            assert!(probe.apps().is_empty(), "nothing installed");
+            e.to_string()
+        }
+        Err(e) => panic!("{app} on {backend}: not an engine refusal: {e}"),
+        Ok(_) => panic!("{app} on {backend}: installed, but the hardware cannot host it"),
+    }
+}
+
+/// A metric the hardware does not implement (HyperLogLog; the shipped DDoS
+/// app's `tewma` rate), a detector larger than the hardware's banks (the shipped
+/// port-scan app's 2^20 bits) and an exact table larger than the banks are
+/// refused on both RTL backends, naming the metric and what the hardware
+/// offers. The same apps install on `sw`.
+#[test]
+fn apps_the_hardware_cannot_host_are_refused_at_install() {
+    let too_big_table = test_app("flow_counters").1.replace(
+        r#"type="dleft" size="4" ways="2""#,
+        r#"type="dleft" size="6" ways="2""#,
+    );
+    let with_hll = test_app("flow_counters").1.replace(
+        r#"<variation_monitor status="on" type="simple"/>"#,
+        r#"<variation_monitor status="on" type="hll" size="6"/>"#,
+    );
+    let cases = [
+        // tewma: not in hardware, or larger than its banks once it is.
+        (
+            "ddos",
+            common::app_source("ddos"),
+            "syn_rate (variation_monitor)",
+            "",
+        ),
+        (
+            "flow_counters",
+            with_hll,
+            "total (variation_monitor)",
+            "hll is not implemented in hardware",
+        ),
+        (
+            "portscan",
+            common::app_source("portscan"),
+            "dst_ports (variation_detector)",
+            "detector of 2^20 bits",
+        ),
+        (
+            "flow_counters",
+            too_big_table,
+            "pkts (variation_monitor)",
+            "table of 2^6 buckets x 2 ways",
+        ),
+    ];
+    for backend in [Backend::Sim, Backend::SimNic] {
+        for (app, source, metric, why) in &cases {
+            let e = refusal(&backend, app, source);
+            assert!(
+                e.contains(&format!("metric '{metric}'")),
+                "{backend} {app}: {e}"
+            );
+            assert!(e.contains(why), "{backend} {app}: {e}");
+            assert!(
+                e.contains("the hardware (layout 'sim') offers"),
+                "{backend} {app}: {e}"
+            );
+            assert!(e.contains("dleft of size ≤ 4"), "{backend} {app}: {e}");
+        }
+    }
+    for (app, source, ..) in &cases {
+        let mut probe = Probe::new();
+        probe
+            .install(
+                app,
+                source,
+                app,
+                &Backend::Sw.factory(DeviceHealth::default()),
+                RuntimeOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{app} on sw: {e}"));
+    }
+}
