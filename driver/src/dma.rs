@@ -122,7 +122,12 @@ impl DmaRegion {
         store!(u64);
         store!(u32);
         store!(u16);
-        store!(u8);
+        while i < N {
+            // SAFETY: in bounds (`i < N`, `at` checked `offset + N`); bytes
+            // need no alignment; volatile only (`new`'s contract).
+            unsafe { p.add(i).write_volatile(bytes[i]) };
+            i += 1;
+        }
     }
 
     /// Copies `N` bytes out with volatile loads, widest first as in
@@ -149,7 +154,11 @@ impl DmaRegion {
         load!(u64);
         load!(u32);
         load!(u16);
-        load!(u8);
+        while i < N {
+            // SAFETY: as in `write_array`'s byte loop.
+            out[i] = unsafe { p.add(i).read_volatile() };
+            i += 1;
+        }
         out
     }
 
