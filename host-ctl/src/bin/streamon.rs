@@ -21,8 +21,7 @@ use streamon_microcloud::{
 };
 use streamon_probe::live::{LiveConfig, LiveView};
 use streamon_probe::{
-    sw_engine, EngineFactory, EventSink, Format, KnowledgeStore, Probe, RuntimeOptions,
-    WriterSink,
+    sw_engine, EngineFactory, EventSink, Format, KnowledgeStore, Probe, RuntimeOptions, WriterSink,
 };
 
 /// A programmable network-monitoring probe (StreaMon re-created): text
