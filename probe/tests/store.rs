@@ -253,8 +253,21 @@ fn redis_down_the_probe_keeps_running_counts_drops_and_resumes() {
     let s = probe.app_stats()[0].1.clone();
     let w = kv.writer_stats();
     assert_eq!(s.kv_writes + s.kv_dropped, n + 1);
-    assert!(s.kv_dropped > 0, "a 256-op queue cannot hold {n} writes");
     assert_eq!(w.dropped_full, s.kv_dropped);
+    // A 256-op queue and a 256-op retry buffer cannot hold 20,000 writes:
+    // the rest is counted as dropped, at the full queue when the probe
+    // outruns the writer thread, or by the writer while Redis is down when
+    // the writer keeps up (an idle machine). Which one depends on
+    // scheduling; that nothing goes uncounted does not.
+    let held = 3 * 256;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let w = kv.writer_stats();
+            w.dropped_full + w.dropped_down >= n + 1 - held
+        }),
+        "drops not counted: {:?}",
+        kv.writer_stats()
+    );
 
     redis.restart();
     assert!(eventually(Duration::from_secs(10), || kv
