@@ -124,13 +124,14 @@ fn run_baseline(bytes: u64, measure: u64) -> (f64, f64, u64) {
     (done as f64 / wall, done as f64 / cpu, mem[0])
 }
 
-/// The lines the engine must touch, and nothing else: per packet, 16
-/// random 128-byte detector block pairs (in a region the size of the 16
-/// detectors) and 16 random buckets of `ways` 32-byte hot halves, i.e.
-/// `ceil(ways / 2)` 64-byte lines (in a region the size of the 16 tables'
-/// hot halves), one word read-modified-written per line,
-/// all independent so the CPU overlaps their misses. The bound the
-/// memory layout sets, with no per-op compute.
+/// The lines the engine must touch, and nothing else: per packet, the 16
+/// detectors' 128-byte block pairs of one random key (the engine
+/// interleaves same-size detectors, so they are 16 adjacent pairs in a
+/// region the size of the 16 detectors) and the 16 tables' buckets of
+/// another key (`ceil(ways / 2)` 64-byte lines each, adjacent, in a region
+/// the size of the 16 tables' hot halves), one word read-modified-written
+/// per line, all independent so the CPU overlaps their misses. The bound
+/// the memory layout sets, with no per-op compute.
 fn run_layout_bound(plans: &[MetricPlan], ways: usize, measure: u64) -> (f64, f64, u64) {
     let vd_bytes: u64 = plans.iter().step_by(2).map(MetricPlan::memory_bytes).sum();
     let table_bytes: u64 = plans
@@ -153,7 +154,8 @@ fn run_layout_bound(plans: &[MetricPlan], ways: usize, measure: u64) -> (f64, f6
     // of the table memory; one word of each 64-byte line is touched.
     let tables: &mut [[u64; 8]] = bytemuck::cast_slice_mut(&mut table_map[..]);
     let lines = ways.div_ceil(2);
-    let (vd_pairs, buckets) = (vd.len(), tables.len() / 2 / lines);
+    // Per-metric counts: entry `i` of metric `m` is element `16 * i + m`.
+    let (vd_pairs, buckets) = (vd.len() / 16, tables.len() / 2 / lines / 16);
     let mut seed = 11u64;
     // Per packet: 16 detector pair indices then 16 bucket indices.
     let mut idx = vec![0usize; PACKETS * 32];
@@ -161,10 +163,11 @@ fn run_layout_bound(plans: &[MetricPlan], ways: usize, measure: u64) -> (f64, f6
     let mut done = 0;
     while done < measure {
         for p in 0..PACKETS {
+            let r = splitmix(&mut seed);
+            let (pair, bucket) = ((r as u32 as usize) % vd_pairs, (r >> 32) as usize % buckets);
             for m in 0..16 {
-                let r = splitmix(&mut seed);
-                idx[p * 32 + 2 * m] = (r as u32 as usize) % vd_pairs;
-                idx[p * 32 + 2 * m + 1] = ((r >> 32) as usize % buckets) * lines;
+                idx[p * 32 + 2 * m] = 16 * pair + m;
+                idx[p * 32 + 2 * m + 1] = (16 * bucket + m) * lines;
             }
         }
         // Independent read-modify-writes: the CPU overlaps their misses.

@@ -26,9 +26,10 @@ use streamon_contract::{
     KEY_MAX,
 };
 
+use memory::HugeArray;
 use sketch::{CountMin, DecayingFilter, HyperLogLog};
-use table::{ExactTable, PackedKey};
-use vd::VariationDetector;
+use table::{ExactTable, PackedKey, TableMem};
+use vd::{BlockPair, VariationDetector};
 
 /// How many ops ahead of the one being applied keys are hashed and their
 /// lines prefetched.
@@ -46,13 +47,68 @@ fn h3_packed(key: &PackedKey) -> u64 {
     h
 }
 
+/// Where one metric's entries sit in an array shared by the `count`
+/// metrics of one geometry: its entry `i` is element `i * count + lane`.
+///
+/// Metrics of one geometry hash a key to the same index (there is one H3
+/// matrix), so interleaving them puts the entries a key touches in all of
+/// them side by side: one page and a run of adjacent lines per key rather
+/// than one random page per metric. This is only the software's layout;
+/// results and dumps are per metric, as the contract says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lanes {
+    count: usize,
+    lane: usize,
+}
+
+impl Lanes {
+    #[inline]
+    pub(crate) fn index(&self, i: usize) -> usize {
+        i * self.count + self.lane
+    }
+
+    /// This lane's entries of `mem`, in index order.
+    pub(crate) fn of<'a, T>(&self, mem: &'a [T]) -> impl Iterator<Item = &'a T> {
+        mem.iter().skip(self.lane).step_by(self.count)
+    }
+
+    /// This lane's entries of `mem`, in index order, mutably.
+    pub(crate) fn of_mut<'a, T>(&self, mem: &'a mut [T]) -> impl Iterator<Item = &'a mut T> {
+        mem.iter_mut().skip(self.lane).step_by(self.count)
+    }
+}
+
+/// The geometry that lets metrics share interleaved memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Geometry {
+    /// Detectors of `2^n` bits per filter.
+    Detector(u32),
+    /// Exact tables of `2^b` buckets of `w` ways (any table kind: the slot
+    /// layout is the same).
+    Table(u32, u32),
+}
+
+impl Geometry {
+    fn of(plan: &MetricPlan) -> Option<Geometry> {
+        match plan.kind {
+            MetricKind::VariationDetector => Some(Geometry::Detector(plan.log2_size)),
+            MetricKind::ExactCounter | MetricKind::ExactEwma | MetricKind::SlidingWindow => {
+                Some(Geometry::Table(plan.log2_size, plan.width))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A metric's state; detectors and tables keep their entries in their
+/// group's shared memory (the `usize` names it).
 enum Metric {
-    Vd(VariationDetector),
+    Vd(VariationDetector, usize),
     Decaying(DecayingFilter),
     CountMin(CountMin),
     Hll(HyperLogLog),
     Global(u64),
-    Table(ExactTable),
+    Table(ExactTable, usize),
 }
 
 /// Whether a metric of this kind accepts this op kind.
@@ -78,6 +134,10 @@ fn accepts(metric: MetricKind, kind: OpKind) -> bool {
 pub struct SwEngine {
     plans: Vec<MetricPlan>,
     metrics: Vec<Metric>,
+    /// Block pairs of each group of same-size detectors, interleaved.
+    vd_mem: Vec<HugeArray<BlockPair>>,
+    /// Slots of each group of same-geometry tables, interleaved.
+    table_mem: Vec<TableMem>,
     /// Per metric, bit `k` set if op kind `k` is one the metric accepts.
     accepted: Vec<u16>,
     /// `Some(new)` right after a successful detector get: whether the key
@@ -89,17 +149,60 @@ impl SwEngine {
     /// Builds an engine for these installed plans (metric id = index).
     /// Memory is allocated here, zeroed lazily by the OS.
     pub fn new(plans: &[MetricPlan]) -> SwEngine {
+        // Group metrics by geometry, in metric id order: (geometry, first
+        // plan, members) per group, and each metric's (group, lane).
+        let mut groups: Vec<(Geometry, &MetricPlan, usize)> = Vec::new();
+        let place: Vec<Option<(usize, usize)>> = plans
+            .iter()
+            .map(|p| {
+                let geometry = Geometry::of(p)?;
+                let g = match groups.iter().position(|(gm, _, _)| *gm == geometry) {
+                    Some(g) => g,
+                    None => {
+                        groups.push((geometry, p, 0));
+                        groups.len() - 1
+                    }
+                };
+                groups[g].2 += 1;
+                Some((g, groups[g].2 - 1))
+            })
+            .collect();
+        // Group indices count detector groups and table groups apart.
+        let mut vd_mem = Vec::new();
+        let mut table_mem = Vec::new();
+        let mut slot_of = Vec::with_capacity(groups.len());
+        for (geometry, plan, members) in &groups {
+            match geometry {
+                Geometry::Detector(_) => {
+                    slot_of.push(vd_mem.len());
+                    vd_mem.push(HugeArray::zeroed(VariationDetector::blocks(plan) * members));
+                }
+                Geometry::Table(..) => {
+                    slot_of.push(table_mem.len());
+                    table_mem.push(TableMem::new(plan, *members));
+                }
+            }
+        }
+        let lanes_of = |(g, lane): (usize, usize)| {
+            let lanes = Lanes {
+                count: groups[g].2,
+                lane,
+            };
+            (slot_of[g], lanes)
+        };
         let metrics = plans
             .iter()
-            .map(|p| match p.kind {
-                MetricKind::VariationDetector => Metric::Vd(VariationDetector::new(p)),
-                MetricKind::DecayingFilter => Metric::Decaying(DecayingFilter::new(p)),
-                MetricKind::CountMin => Metric::CountMin(CountMin::new(p)),
-                MetricKind::HyperLogLog => Metric::Hll(HyperLogLog::new(p)),
-                MetricKind::Global => Metric::Global(0),
-                MetricKind::ExactCounter | MetricKind::ExactEwma | MetricKind::SlidingWindow => {
-                    Metric::Table(ExactTable::new(p))
+            .zip(&place)
+            .map(|(p, &place)| match (p.kind, place.map(lanes_of)) {
+                (MetricKind::VariationDetector, Some((mem, lanes))) => {
+                    Metric::Vd(VariationDetector::new(p, lanes), mem)
                 }
+                (MetricKind::DecayingFilter, _) => Metric::Decaying(DecayingFilter::new(p)),
+                (MetricKind::CountMin, _) => Metric::CountMin(CountMin::new(p)),
+                (MetricKind::HyperLogLog, _) => Metric::Hll(HyperLogLog::new(p)),
+                (MetricKind::Global, _) => Metric::Global(0),
+                (_, Some((mem, lanes))) => Metric::Table(ExactTable::new(p, lanes), mem),
+                (kind, None) => unreachable!("{kind:?} has a geometry"),
             })
             .collect();
         let accepted = plans
@@ -114,6 +217,8 @@ impl SwEngine {
         SwEngine {
             plans: plans.to_vec(),
             metrics,
+            vd_mem,
+            table_mem,
             accepted,
             gate: None,
         }
@@ -147,22 +252,38 @@ impl SwEngine {
         Ok(kind)
     }
 
+    /// Everything about an op that depends only on the op itself: its key,
+    /// positions and where in its metric's memory it lands. Requests the
+    /// lines the op will touch.
     #[inline]
-    fn prefetch(&self, op: &Op, pos: &Positions) {
-        match self.metrics.get(op.metric as usize) {
-            Some(Metric::Vd(vd)) => {
-                let p = vd.block_ptr(pos);
-                prefetch::prefetch(p);
-                prefetch::prefetch(p.wrapping_add(8));
+    fn prepare(&self, op: &Op, hasher: &mut Hasher) -> Prepared {
+        let (key, pos) = hasher.hash(op);
+        let at = match self.metrics.get(op.metric as usize) {
+            Some(Metric::Vd(vd, g)) => {
+                let at = vd.block(&pos);
+                VariationDetector::prefetch(&self.vd_mem[*g], at);
+                at
             }
-            Some(Metric::Decaying(f)) => f.prefetch(pos),
-            Some(Metric::CountMin(c)) => c.prefetch(pos),
-            Some(Metric::Table(t)) => t.prefetch(pos, op.key_len),
-            _ => {}
-        }
+            Some(Metric::Table(t, g)) => {
+                let at = t.bucket_start(&pos);
+                t.prefetch(&self.table_mem[*g], at, &key);
+                at
+            }
+            Some(Metric::Decaying(f)) => {
+                f.prefetch(&pos);
+                0
+            }
+            Some(Metric::CountMin(c)) => {
+                c.prefetch(&pos);
+                0
+            }
+            _ => 0,
+        };
+        Prepared { key, pos, at }
     }
 
-    fn apply_checked(&mut self, op: &Op, kind: OpKind, pos: &Positions) -> OpResult {
+    fn apply_checked(&mut self, op: &Op, kind: OpKind, prep: &Prepared) -> OpResult {
+        let (pos, at) = (&prep.pos, prep.at);
         let id = op.metric;
         let mut flags = 0u8;
         // A closed gate turns Add into nothing and AddGet into Get.
@@ -176,23 +297,23 @@ impl SwEngine {
         }
         let ts = op.ts_ns;
         let value = match &mut self.metrics[id as usize] {
-            Metric::Vd(vd) => match kind {
-                OpKind::VdGet => vd.get(pos),
+            Metric::Vd(vd, g) => match kind {
+                OpKind::VdGet => vd.get(&mut self.vd_mem[*g], at, pos),
                 OpKind::VdSet => {
-                    if vd.set(pos) {
+                    if vd.set(&mut self.vd_mem[*g], at, pos) {
                         flags |= ResultFlags::SWAPPED;
                     }
                     0
                 }
                 OpKind::VdGetSet => {
-                    let (seen, swapped) = vd.get_set(pos);
+                    let (seen, swapped) = vd.get_set(&mut self.vd_mem[*g], at, pos);
                     if swapped {
                         flags |= ResultFlags::SWAPPED;
                     }
                     seen
                 }
                 _ => {
-                    vd.clear();
+                    vd.clear(&mut self.vd_mem[*g]);
                     0
                 }
             },
@@ -239,17 +360,18 @@ impl SwEngine {
                     0
                 }
             },
-            Metric::Table(t) => {
-                let key = &PackedKey::from_op(op);
+            Metric::Table(t, g) => {
+                let key = &prep.key;
+                let mem = &mut self.table_mem[*g];
                 match kind {
-                    OpKind::Add | OpKind::AddGet => t.add(pos, key, op.value, ts, &mut flags),
-                    OpKind::Get => t.get(pos, key, ts),
+                    OpKind::Add | OpKind::AddGet => t.add(mem, at, key, op.value, ts, &mut flags),
+                    OpKind::Get => t.get(mem, at, key, ts),
                     OpKind::ResetKey => {
-                        t.reset(pos, key);
+                        t.reset(mem, at, key);
                         0
                     }
                     _ => {
-                        t.clear();
+                        t.clear(mem);
                         0
                     }
                 }
@@ -259,10 +381,10 @@ impl SwEngine {
     }
 
     #[inline]
-    fn apply_hashed(&mut self, op: &Op, pos: &Positions) -> OpResult {
+    fn apply_prepared(&mut self, op: &Op, prep: &Prepared) -> OpResult {
         match self.validate(op) {
             Ok(kind) => {
-                let r = self.apply_checked(op, kind, pos);
+                let r = self.apply_checked(op, kind, prep);
                 self.gate = kind.is_vd_get().then_some(r.value == 0);
                 r
             }
@@ -272,6 +394,23 @@ impl SwEngine {
             }
         }
     }
+}
+
+/// An op's key, positions and the index of its entry (detector block pair
+/// or first bucket slot) in its metric's memory.
+#[derive(Clone, Copy)]
+struct Prepared {
+    key: PackedKey,
+    pos: Positions,
+    at: usize,
+}
+
+impl Prepared {
+    const NONE: Prepared = Prepared {
+        key: PackedKey::NONE,
+        pos: Positions::new(0),
+        at: 0,
+    };
 }
 
 /// Hashes keys, reusing the hash of the last two distinct keys.
@@ -290,8 +429,9 @@ impl Hasher {
         }
     }
 
+    /// The op's packed key and its positions.
     #[inline]
-    fn positions(&mut self, op: &Op) -> Positions {
+    fn hash(&mut self, op: &Op) -> (PackedKey, Positions) {
         let key = PackedKey::from_op(op);
         let [(key0, h0), (key1, h1)] = &mut self.recent;
         let h = if key.same(key0) {
@@ -306,7 +446,7 @@ impl Hasher {
             (*key0, *h0) = (key, h);
             h
         };
-        Positions::new(h)
+        (key, Positions::new(h))
     }
 }
 
@@ -318,19 +458,16 @@ impl MetricEngine for SwEngine {
         // overlap the work of the ops in between. Addresses depend only on
         // the keys, never on state, so this is safe to do ahead of time.
         let mut hasher = Hasher::new();
-        let mut ring = [Positions::new(0); AHEAD];
+        let mut ring = [Prepared::NONE; AHEAD];
         for (op, slot) in ops.iter().zip(ring.iter_mut()) {
-            *slot = hasher.positions(op);
-            self.prefetch(op, slot);
+            *slot = self.prepare(op, &mut hasher);
         }
         for (i, (op, out)) in ops.iter().zip(results.iter_mut()).enumerate() {
-            let pos = ring[i % AHEAD];
+            let prep = ring[i % AHEAD];
             if let Some(ahead) = ops.get(i + AHEAD) {
-                let p = hasher.positions(ahead);
-                self.prefetch(ahead, &p);
-                ring[i % AHEAD] = p;
+                ring[i % AHEAD] = self.prepare(ahead, &mut hasher);
             }
-            *out = self.apply_hashed(op, &pos);
+            *out = self.apply_prepared(op, &prep);
         }
     }
 
@@ -338,8 +475,8 @@ impl MetricEngine for SwEngine {
         let plan = self.plans.get(metric as usize)?;
         let m = &self.metrics[metric as usize];
         let counter = match m {
-            Metric::Vd(vd) => vd.event_count(),
-            Metric::Table(t) => t.event_count(),
+            Metric::Vd(vd, _) => vd.event_count(),
+            Metric::Table(t, _) => t.event_count(),
             _ => 0,
         };
         let mut out = Vec::with_capacity(HEADER_WORDS);
@@ -350,12 +487,12 @@ impl MetricEngine for SwEngine {
             counter,
         ]);
         match m {
-            Metric::Vd(vd) => vd.dump(&mut out),
+            Metric::Vd(vd, g) => vd.dump(&self.vd_mem[*g], &mut out),
             Metric::Decaying(f) => f.dump(&mut out),
             Metric::CountMin(c) => c.dump(&mut out),
             Metric::Hll(h) => h.dump(&mut out),
             Metric::Global(sum) => out.push(*sum),
-            Metric::Table(t) => t.dump(&mut out),
+            Metric::Table(t, g) => t.dump(&self.table_mem[*g], &mut out),
         }
         Some(out)
     }

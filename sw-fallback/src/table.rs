@@ -21,12 +21,19 @@
 //! only while its slot holds a longer key; dumps read it only then). This
 //! is the software's layout; the logical state, and so every result and
 //! dump, is the contract's.
+//!
+//! Tables of the same geometry (buckets and ways) share one [`TableMem`],
+//! interleaved bucket by bucket (see [`crate::Lanes`]): a key has the same
+//! bucket index in all of them, so a packet that updates several tables
+//! with one key touches one contiguous run of lines (one page, one page
+//! walk) instead of one random page per table.
 
 use streamon_contract::fixed::{age, count_from_value, decay, later_tick, tick};
 use streamon_contract::h3::Positions;
 use streamon_contract::{MetricKind, MetricPlan, Op, ResultFlags, KEY_MAX};
 
 use crate::memory::HugeArray;
+use crate::Lanes;
 
 /// A slot's hot half: key word 0, `occupied | len << 8`, value,
 /// `tick | aux << 32`. Plain words so a table allocates as zeroed pages.
@@ -42,6 +49,23 @@ const H_TIME: usize = 3;
 /// Keys longer than this many bytes use their slot's cold half.
 const HOT_KEY_BYTES: usize = 8;
 
+/// The slots of one or more tables of one geometry, interleaved by bucket.
+pub(crate) struct TableMem {
+    hot: HugeArray<Hot>,
+    cold: HugeArray<Cold>,
+}
+
+impl TableMem {
+    /// Zeroed memory for `tables` tables of this plan's geometry.
+    pub(crate) fn new(plan: &MetricPlan, tables: usize) -> TableMem {
+        let slots = tables * plan.width as usize * (1usize << plan.log2_size);
+        TableMem {
+            hot: HugeArray::zeroed(slots),
+            cold: HugeArray::zeroed(slots),
+        }
+    }
+}
+
 pub(crate) struct ExactTable {
     kind: MetricKind,
     log2_buckets: u32,
@@ -50,8 +74,8 @@ pub(crate) struct ExactTable {
     decay: Vec<u32>,
     window_ticks: u32,
     window_recip: u32,
-    hot: HugeArray<Hot>,
-    cold: HugeArray<Cold>,
+    /// Where this table's buckets sit in its group's memory.
+    pub(crate) lanes: Lanes,
     evictions: u64,
 }
 
@@ -124,7 +148,7 @@ impl PackedKey {
 
     /// Whether the key is long enough to use a slot's cold half.
     #[inline]
-    fn is_long(&self) -> bool {
+    pub(crate) fn is_long(&self) -> bool {
         self.len() > HOT_KEY_BYTES
     }
 
@@ -164,7 +188,7 @@ impl PackedKey {
 }
 
 impl ExactTable {
-    pub(crate) fn new(plan: &MetricPlan) -> Self {
+    pub(crate) fn new(plan: &MetricPlan, lanes: Lanes) -> Self {
         ExactTable {
             kind: plan.kind,
             log2_buckets: plan.log2_size,
@@ -173,40 +197,44 @@ impl ExactTable {
             decay: plan.decay.clone(),
             window_ticks: plan.window_ticks,
             window_recip: plan.window_recip,
-            hot: HugeArray::zeroed(plan.width as usize * (1usize << plan.log2_size)),
-            cold: HugeArray::zeroed(plan.width as usize * (1usize << plan.log2_size)),
+            lanes,
             evictions: 0,
         }
     }
 
+    /// Index in the group's memory of the first slot of the key's bucket.
     #[inline]
-    fn bucket_start(&self, pos: &Positions) -> usize {
-        pos.bucket(self.log2_buckets) * self.ways
+    pub(crate) fn bucket_start(&self, pos: &Positions) -> usize {
+        self.lanes.index(pos.bucket(self.log2_buckets)) * self.ways
+    }
+
+    /// First slot of every bucket of this table, in bucket order.
+    fn bucket_starts(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..1usize << self.log2_buckets).map(|b| self.lanes.index(b) * self.ways)
     }
 
     /// Prefetches the bucket's hot lines, and its cold halves only for a
     /// key that will read them.
     #[inline]
-    pub(crate) fn prefetch(&self, pos: &Positions, key_len: u8) {
-        let start = self.bucket_start(pos);
-        let hot = &self.hot[start..start + self.ways];
+    pub(crate) fn prefetch(&self, mem: &TableMem, start: usize, key: &PackedKey) {
+        let hot = &mem.hot[start..start + self.ways];
         // A 64-byte line holds two 32-byte halves, so every other half names
         // each line of the bucket once, aligned or not.
         for h in hot.iter().step_by(2) {
             crate::prefetch::prefetch(h);
         }
-        if key_len as usize > HOT_KEY_BYTES {
-            for c in self.cold[start..start + self.ways].iter().step_by(2) {
+        if key.is_long() {
+            for c in mem.cold[start..start + self.ways].iter().step_by(2) {
                 crate::prefetch::prefetch(c);
             }
         }
     }
 
     #[inline]
-    fn find(&self, start: usize, key: &PackedKey) -> Option<usize> {
-        let hot = &self.hot[start..start + self.ways];
+    fn find(&self, mem: &TableMem, start: usize, key: &PackedKey) -> Option<usize> {
+        let hot = &mem.hot[start..start + self.ways];
         if key.is_long() {
-            let cold = &self.cold[start..start + self.ways];
+            let cold = &mem.cold[start..start + self.ways];
             (0..self.ways)
                 .find(|&i| key.in_hot(&hot[i]) && key.in_cold(&cold[i]))
                 .map(|i| start + i)
@@ -221,13 +249,20 @@ impl ExactTable {
     /// One pass over the bucket finds the key, the first free way and the
     /// least recently written way together.
     #[inline]
-    fn find_or_insert(&mut self, start: usize, key: &PackedKey, now: u32, flags: &mut u8) -> usize {
+    fn find_or_insert(
+        &mut self,
+        mem: &mut TableMem,
+        start: usize,
+        key: &PackedKey,
+        now: u32,
+        flags: &mut u8,
+    ) -> usize {
         let long = key.is_long();
-        let hot = &mut self.hot[start..start + self.ways];
+        let hot = &mut mem.hot[start..start + self.ways];
         let mut free = usize::MAX;
         let (mut victim, mut oldest) = (0, 0);
         for (i, h) in hot.iter().enumerate() {
-            if key.in_hot(h) && (!long || key.in_cold(&self.cold[start + i])) {
+            if key.in_hot(h) && (!long || key.in_cold(&mem.cold[start + i])) {
                 return start + i;
             }
             if h[H_META] & 1 == 0 {
@@ -250,26 +285,28 @@ impl ExactTable {
         // A new sliding-window slot starts its window now (aux = start).
         hot[way] = [key.words[0], key.meta, 0, now as u64 | (now as u64) << 32];
         if long {
-            self.cold[start + way] = key.cold_words();
+            mem.cold[start + way] = key.cold_words();
         }
         start + way
     }
 
+    /// Adds to the key's slot; `start` is [`Self::bucket_start`] of the
+    /// key's positions, here and below.
     pub(crate) fn add(
         &mut self,
-        pos: &Positions,
+        mem: &mut TableMem,
+        start: usize,
         key: &PackedKey,
         value: u32,
         ts_ns: u64,
         flags: &mut u8,
     ) -> u64 {
         let now = tick(ts_ns, self.tick_shift);
-        let start = self.bucket_start(pos);
-        let i = self.find_or_insert(start, key, now, flags);
+        let i = self.find_or_insert(mem, start, key, now, flags);
         let (window_ticks, recip) = (self.window_ticks, self.window_recip);
         let kind = self.kind;
         let decay_table = &self.decay;
-        let s = &mut self.hot[i];
+        let s = &mut mem.hot[i];
         let then = s[H_TIME] as u32;
         let result = match kind {
             MetricKind::ExactCounter => {
@@ -294,12 +331,12 @@ impl ExactTable {
         result
     }
 
-    pub(crate) fn get(&self, pos: &Positions, key: &PackedKey, ts_ns: u64) -> u64 {
+    pub(crate) fn get(&self, mem: &TableMem, start: usize, key: &PackedKey, ts_ns: u64) -> u64 {
         let now = tick(ts_ns, self.tick_shift);
-        let Some(i) = self.find(self.bucket_start(pos), key) else {
+        let Some(i) = self.find(mem, start, key) else {
             return 0;
         };
-        let s = &self.hot[i];
+        let s = &mem.hot[i];
         match self.kind {
             MetricKind::ExactCounter => s[H_VALUE],
             MetricKind::ExactEwma => decay(s[H_VALUE], age(now, s[H_TIME] as u32), &self.decay),
@@ -318,14 +355,17 @@ impl ExactTable {
     }
 
     /// Removes the key; no other slot changes.
-    pub(crate) fn reset(&mut self, pos: &Positions, key: &PackedKey) {
-        if let Some(i) = self.find(self.bucket_start(pos), key) {
-            self.hot[i] = [0; 4];
+    pub(crate) fn reset(&mut self, mem: &mut TableMem, start: usize, key: &PackedKey) {
+        if let Some(i) = self.find(mem, start, key) {
+            mem.hot[i] = [0; 4];
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.hot.iter_mut().for_each(|h| *h = [0; 4]);
+    pub(crate) fn clear(&mut self, mem: &mut TableMem) {
+        let ways = self.ways;
+        for start in self.bucket_starts() {
+            mem.hot[start..start + ways].fill([0; 4]);
+        }
         self.evictions = 0;
     }
 
@@ -333,8 +373,11 @@ impl ExactTable {
         self.evictions
     }
 
-    pub(crate) fn dump(&self, out: &mut Vec<u64>) {
-        for (h, c) in self.hot.iter().zip(self.cold.iter()) {
+    pub(crate) fn dump(&self, mem: &TableMem, out: &mut Vec<u64>) {
+        let slots = self
+            .bucket_starts()
+            .flat_map(|start| start..start + self.ways);
+        for (h, c) in slots.map(|i| (&mem.hot[i], &mem.cold[i])) {
             let len = (h[H_META] >> 8) as usize;
             let rest = if h[H_META] & 1 == 1 && len > HOT_KEY_BYTES {
                 *c

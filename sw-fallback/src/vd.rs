@@ -5,21 +5,27 @@
 //! in software, one wide block-RAM word in hardware. The two filters' blocks
 //! with the same index are stored side by side (128 bytes) so one op touches
 //! two adjacent lines.
+//!
+//! Detectors of the same size share one array, interleaved block by block
+//! (see [`crate::Lanes`]): a key has the same block index in all of them, so
+//! a packet that queries several detectors with one key touches one
+//! contiguous run of lines instead of one random line pair per detector.
 
 use streamon_contract::dump::BLOCK_WORDS;
 use streamon_contract::fixed::{adapt_swap_threshold, initial_swap_threshold, swap_factor};
 use streamon_contract::h3::Positions;
 use streamon_contract::MetricPlan;
 
-use crate::memory::HugeArray;
+use crate::Lanes;
 
 /// Two blocks, filter 0 then filter 1.
-type BlockPair = [u64; 2 * BLOCK_WORDS];
+pub(crate) type BlockPair = [u64; 2 * BLOCK_WORDS];
 
 pub(crate) struct VariationDetector {
     log2_bits: u32,
     hashes: u32,
-    blocks: HugeArray<BlockPair>,
+    /// Where this detector's block pairs sit in its group's array.
+    pub(crate) lanes: Lanes,
     /// Index (0 or 1) of the learning filter; the other one detects.
     learning: usize,
     zeros: [u32; 2],
@@ -28,13 +34,17 @@ pub(crate) struct VariationDetector {
 }
 
 impl VariationDetector {
-    pub(crate) fn new(plan: &MetricPlan) -> Self {
-        let n_blocks = 1usize << (plan.log2_size - 9);
+    /// Block pairs a detector of this plan needs.
+    pub(crate) fn blocks(plan: &MetricPlan) -> usize {
+        1usize << (plan.log2_size - 9)
+    }
+
+    pub(crate) fn new(plan: &MetricPlan, lanes: Lanes) -> Self {
         let m = 1u32 << plan.log2_size;
         VariationDetector {
             log2_bits: plan.log2_size,
             hashes: plan.width,
-            blocks: HugeArray::zeroed(n_blocks),
+            lanes,
             learning: 0,
             zeros: [m, m],
             threshold: initial_swap_threshold(plan.log2_size),
@@ -42,9 +52,9 @@ impl VariationDetector {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.blocks
-            .iter_mut()
+    pub(crate) fn clear(&mut self, mem: &mut [BlockPair]) {
+        self.lanes
+            .of_mut(mem)
             .for_each(|b| *b = [0; 2 * BLOCK_WORDS]);
         let m = 1u32 << self.log2_bits;
         self.learning = 0;
@@ -53,9 +63,18 @@ impl VariationDetector {
         self.swaps = 0;
     }
 
+    /// The index in the group's memory of the key's block pair.
     #[inline]
-    pub(crate) fn block_ptr(&self, pos: &Positions) -> *const u64 {
-        self.blocks[pos.bloom_block(self.log2_bits)].as_ptr()
+    pub(crate) fn block(&self, pos: &Positions) -> usize {
+        self.lanes.index(pos.bloom_block(self.log2_bits))
+    }
+
+    /// Prefetches the block pair at `at` (both 64-byte lines).
+    #[inline]
+    pub(crate) fn prefetch(mem: &[BlockPair], at: usize) {
+        let p = mem[at].as_ptr();
+        crate::prefetch::prefetch(p);
+        crate::prefetch::prefetch(p.wrapping_add(BLOCK_WORDS));
     }
 
     /// Walks the key's k bits in its block pair: `(seen, newly set in
@@ -67,9 +86,14 @@ impl VariationDetector {
     /// The k bits are distinct (see `Positions::bloom_bit`), so each probe
     /// still sees its bit as it was before this op.
     #[inline(always)]
-    fn walk<const SET: bool>(&mut self, pos: &Positions) -> (u64, u32, u32) {
+    fn walk<const SET: bool>(
+        &self,
+        mem: &mut [BlockPair],
+        at: usize,
+        pos: &Positions,
+    ) -> (u64, u32, u32) {
         let det = 1 - self.learning;
-        let block = &mut self.blocks[pos.bloom_block(self.log2_bits)];
+        let block = &mut mem[at];
         let mut g = pos.g(0);
         let stride = pos.g(1).wrapping_sub(g);
         let (mut missing, mut new0, mut new1) = (0u64, 0u32, 0u32);
@@ -91,31 +115,37 @@ impl VariationDetector {
     }
 
     /// 1 if every bit of the key is set in the detecting filter, else 0.
+    /// `at` is [`Self::block`] of `pos`, here and below.
     #[inline]
-    pub(crate) fn get(&mut self, pos: &Positions) -> u64 {
-        self.walk::<false>(pos).0
+    pub(crate) fn get(&self, mem: &mut [BlockPair], at: usize, pos: &Positions) -> u64 {
+        self.walk::<false>(mem, at, pos).0
     }
 
     /// Inserts the key into both filters; returns true if the filters swapped.
     #[inline]
-    pub(crate) fn set(&mut self, pos: &Positions) -> bool {
-        let (_, new0, new1) = self.walk::<true>(pos);
-        self.count_new(new0, new1)
+    pub(crate) fn set(&mut self, mem: &mut [BlockPair], at: usize, pos: &Positions) -> bool {
+        let (_, new0, new1) = self.walk::<true>(mem, at, pos);
+        self.count_new(mem, new0, new1)
     }
 
     /// `get` then `set` in one walk: `(seen, swapped)`.
     #[inline]
-    pub(crate) fn get_set(&mut self, pos: &Positions) -> (u64, bool) {
-        let (seen, new0, new1) = self.walk::<true>(pos);
-        (seen, self.count_new(new0, new1))
+    pub(crate) fn get_set(
+        &mut self,
+        mem: &mut [BlockPair],
+        at: usize,
+        pos: &Positions,
+    ) -> (u64, bool) {
+        let (seen, new0, new1) = self.walk::<true>(mem, at, pos);
+        (seen, self.count_new(mem, new0, new1))
     }
 
     #[inline]
-    fn count_new(&mut self, new0: u32, new1: u32) -> bool {
+    fn count_new(&mut self, mem: &mut [BlockPair], new0: u32, new1: u32) -> bool {
         self.zeros[0] -= new0;
         self.zeros[1] -= new1;
         if self.zeros[self.learning] < self.threshold {
-            self.swap();
+            self.swap(mem);
             true
         } else {
             false
@@ -127,11 +157,11 @@ impl VariationDetector {
     /// detecting filter was (`dd` zeros): `t ← t · √(m / 2dd)`.
     #[cold]
     #[inline(never)]
-    fn swap(&mut self) {
+    fn swap(&mut self, mem: &mut [BlockPair]) {
         let old_det = 1 - self.learning;
         let dd = self.zeros[old_det];
         let off = old_det * BLOCK_WORDS;
-        for b in self.blocks.iter_mut() {
+        for b in self.lanes.of_mut(mem) {
             b[off..off + BLOCK_WORDS].fill(0);
         }
         self.zeros[old_det] = 1 << self.log2_bits;
@@ -144,7 +174,7 @@ impl VariationDetector {
         self.swaps += 1;
     }
 
-    pub(crate) fn dump(&self, out: &mut Vec<u64>) {
+    pub(crate) fn dump(&self, mem: &[BlockPair], out: &mut Vec<u64>) {
         let det = 1 - self.learning;
         out.extend([
             self.learning as u64,
@@ -153,7 +183,7 @@ impl VariationDetector {
             self.threshold as u64,
         ]);
         for f in 0..2 {
-            for b in self.blocks.iter() {
+            for b in self.lanes.of(mem) {
                 out.extend_from_slice(&b[f * BLOCK_WORDS..(f + 1) * BLOCK_WORDS]);
             }
         }
