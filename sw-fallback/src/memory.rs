@@ -5,16 +5,29 @@
 //! the TLB. Each array is an anonymous mapping advised to use transparent
 //! huge pages (2 MiB), and is touched once at install so that no page fault
 //! (and no kernel page zeroing) lands on the per-packet path.
+//!
+//! Element access is on every op's path, so the slice is built from a
+//! pointer and length kept at allocation (one of the two `unsafe` spots of
+//! this crate) rather than re-cast with size and alignment checks each time.
+#![allow(unsafe_code)]
 
 use bytemuck::Pod;
 use memmap2::{Advice, MmapMut};
 
 /// A fixed-length array of plain words in its own anonymous mapping.
 pub(crate) struct HugeArray<T> {
-    map: MmapMut,
+    /// Owns the memory `ptr` points into (kept only to be unmapped on drop;
+    /// never resized while `self` lives).
+    _map: MmapMut,
+    ptr: *mut T,
     len: usize,
-    _t: std::marker::PhantomData<T>,
 }
+
+// SAFETY: the array owns its mapping exclusively (like a `Vec<T>`); `T` is
+// plain data, so moving it between threads is sound.
+unsafe impl<T: Pod + Send> Send for HugeArray<T> {}
+// SAFETY: shared access only reads plain data; writes need `&mut self`.
+unsafe impl<T: Pod + Sync> Sync for HugeArray<T> {}
 
 impl<T: Pod> HugeArray<T> {
     /// `len` zeroed elements.
@@ -31,23 +44,34 @@ impl<T: Pod> HugeArray<T> {
         for page in map.chunks_mut(4096) {
             page[0] = 0;
         }
+        // The checked cast proves size and alignment once (a mapping is
+        // page-aligned and at least `len` elements long).
+        let ptr = bytemuck::cast_slice_mut::<u8, T>(&mut map[..len * std::mem::size_of::<T>()])
+            .as_mut_ptr();
         HugeArray {
-            map,
+            _map: map,
+            ptr,
             len,
-            _t: std::marker::PhantomData,
         }
     }
 }
 
 impl<T: Pod> std::ops::Deref for HugeArray<T> {
     type Target = [T];
+    #[inline]
     fn deref(&self) -> &[T] {
-        &bytemuck::cast_slice(&self.map[..])[..self.len]
+        // SAFETY: `ptr` points to `len` initialised (zeroed, `Pod`) elements
+        // inside `self.map`, which lives as long as `self`; `&self` forbids
+        // any `&mut` to them meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl<T: Pod> std::ops::DerefMut for HugeArray<T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut bytemuck::cast_slice_mut(&mut self.map[..])[..self.len]
+        // SAFETY: as in `deref`, and `&mut self` makes this the only
+        // reference to the elements.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }

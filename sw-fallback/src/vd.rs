@@ -92,23 +92,42 @@ impl VariationDetector {
         at: usize,
         pos: &Positions,
     ) -> (u64, u32, u32) {
-        let det = 1 - self.learning;
+        // The common k get a fully unrolled walk (a constant trip count).
+        match self.hashes {
+            4 => self.walk_k::<SET>(mem, at, pos, 4),
+            8 => self.walk_k::<SET>(mem, at, pos, 8),
+            k => self.walk_k::<SET>(mem, at, pos, k),
+        }
+    }
+
+    #[inline(always)]
+    fn walk_k<const SET: bool>(
+        &self,
+        mem: &mut [BlockPair],
+        at: usize,
+        pos: &Positions,
+        k: u32,
+    ) -> (u64, u32, u32) {
         let block = &mut mem[at];
+        // All ones when filter 1 detects: selects the detecting filter's
+        // word without a branch (a select the compiler hoisted out of the
+        // loop made it keep every word of the walk on the stack).
+        let det1 = ((1 - self.learning) as u64).wrapping_neg();
         let mut g = pos.g(0);
         let stride = pos.g(1).wrapping_sub(g);
         let (mut missing, mut new0, mut new1) = (0u64, 0u32, 0u32);
-        for _ in 0..self.hashes {
+        for _ in 0..k {
             let b = g & 511;
             g = g.wrapping_add(stride);
-            let w = (b / 64) as usize;
-            let m = 1u64 << (b % 64);
+            let (w, s) = ((b >> 6) as usize, b & 63);
             let (a, c) = (block[w], block[BLOCK_WORDS + w]);
-            missing |= m & !(if det == 0 { a } else { c });
+            let d = (a & !det1) | (c & det1);
+            missing |= !d >> s & 1;
             if SET {
-                new0 += (a & m == 0) as u32;
-                new1 += (c & m == 0) as u32;
-                block[w] = a | m;
-                block[BLOCK_WORDS + w] = c | m;
+                new0 += (!a >> s & 1) as u32;
+                new1 += (!c >> s & 1) as u32;
+                block[w] = a | 1 << s;
+                block[BLOCK_WORDS + w] = c | 1 << s;
             }
         }
         ((missing == 0) as u64, new0, new1)
