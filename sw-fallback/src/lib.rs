@@ -474,11 +474,13 @@ impl MetricEngine for SwEngine {
             *slot = self.prepare(op, &mut hasher);
         }
         for (i, (op, out)) in ops.iter().zip(results.iter_mut()).enumerate() {
-            let prep = ring[i % AHEAD];
+            // Used in place, then refilled: copying the 72-byte slot out
+            // first cost a tenth of the loop.
+            let slot = &mut ring[i % AHEAD];
+            *out = self.apply_prepared(op, slot);
             if let Some(ahead) = ops.get(i + AHEAD) {
-                ring[i % AHEAD] = self.prepare(ahead, &mut hasher);
+                *slot = self.prepare(ahead, &mut hasher);
             }
-            *out = self.apply_prepared(op, &prep);
         }
     }
 

@@ -123,27 +123,34 @@ impl PackedKey {
     pub(crate) fn from_op(op: &Op) -> PackedKey {
         let len = (op.key_len as usize).min(KEY_MAX);
         let keep = &KEEP[len];
-        let mut words = [0u64; 5];
-        for (j, w) in words.iter_mut().enumerate() {
-            let raw = u64::from_le_bytes(op.key[8 * j..8 * j + 8].try_into().expect("8 bytes"));
-            *w = raw & keep[j];
-        }
+        let word = |j: usize| {
+            u64::from_le_bytes(op.key[8 * j..8 * j + 8].try_into().expect("8 bytes")) & keep[j]
+        };
+        // Most keys (addresses, ports, pairs) fit the first word; the rest
+        // are zero and need no loads.
+        let words = if len <= HOT_KEY_BYTES {
+            [word(0), 0, 0, 0, 0]
+        } else {
+            [word(0), word(1), word(2), word(3), word(4)]
+        };
         PackedKey {
             words,
             meta: 1 | (len as u64) << 8,
         }
     }
 
-    /// Same key (without a `memcmp` call).
+    /// Same key (without a `memcmp` call). Equal `meta` means equal
+    /// lengths, and keys of at most 8 bytes are all in the first word.
     #[inline]
     pub(crate) fn same(&self, other: &PackedKey) -> bool {
-        ((self.meta ^ other.meta)
-            | (self.words[0] ^ other.words[0])
-            | (self.words[1] ^ other.words[1])
-            | (self.words[2] ^ other.words[2])
-            | (self.words[3] ^ other.words[3])
-            | (self.words[4] ^ other.words[4]))
-            == 0
+        self.meta == other.meta
+            && self.words[0] == other.words[0]
+            && (!self.is_long()
+                || ((self.words[1] ^ other.words[1])
+                    | (self.words[2] ^ other.words[2])
+                    | (self.words[3] ^ other.words[3])
+                    | (self.words[4] ^ other.words[4]))
+                    == 0)
     }
 
     /// Whether the key is long enough to use a slot's cold half.
@@ -247,7 +254,8 @@ impl ExactTable {
     /// written longest ago (evicted).
     ///
     /// One pass over the bucket finds the key, the first free way and the
-    /// least recently written way together.
+    /// least recently written way together; it is unrolled for 2 and 4
+    /// ways (a constant trip count).
     #[inline]
     fn find_or_insert(
         &mut self,
@@ -257,8 +265,25 @@ impl ExactTable {
         now: u32,
         flags: &mut u8,
     ) -> usize {
+        match self.ways {
+            2 => self.find_or_insert_ways(mem, start, key, now, flags, 2),
+            4 => self.find_or_insert_ways(mem, start, key, now, flags, 4),
+            ways => self.find_or_insert_ways(mem, start, key, now, flags, ways),
+        }
+    }
+
+    #[inline(always)]
+    fn find_or_insert_ways(
+        &mut self,
+        mem: &mut TableMem,
+        start: usize,
+        key: &PackedKey,
+        now: u32,
+        flags: &mut u8,
+        ways: usize,
+    ) -> usize {
         let long = key.is_long();
-        let hot = &mut mem.hot[start..start + self.ways];
+        let hot = &mut mem.hot[start..start + ways];
         let mut free = usize::MAX;
         let (mut victim, mut oldest) = (0, 0);
         for (i, h) in hot.iter().enumerate() {

@@ -109,28 +109,34 @@ impl VariationDetector {
         k: u32,
     ) -> (u64, u32, u32) {
         let block = &mut mem[at];
-        // All ones when filter 1 detects: selects the detecting filter's
-        // word without a branch (a select the compiler hoisted out of the
-        // loop made it keep every word of the walk on the stack).
-        let det1 = ((1 - self.learning) as u64).wrapping_neg();
+        let det = 1 - self.learning;
         let mut g = pos.g(0);
         let stride = pos.g(1).wrapping_sub(g);
-        let (mut missing, mut new0, mut new1) = (0u64, 0u32, 0u32);
+        if !SET {
+            let mut missing = 0u32;
+            for _ in 0..k {
+                let b = g & 511;
+                g = g.wrapping_add(stride);
+                let (w, s) = ((b >> 6) as usize, b & 63);
+                missing += (!block[det * BLOCK_WORDS + w] >> s & 1) as u32;
+            }
+            return ((missing == 0) as u64, 0, 0);
+        }
+        let (mut new0, mut new1) = (0u32, 0u32);
         for _ in 0..k {
             let b = g & 511;
             g = g.wrapping_add(stride);
             let (w, s) = ((b >> 6) as usize, b & 63);
             let (a, c) = (block[w], block[BLOCK_WORDS + w]);
-            let d = (a & !det1) | (c & det1);
-            missing |= !d >> s & 1;
-            if SET {
-                new0 += (!a >> s & 1) as u32;
-                new1 += (!c >> s & 1) as u32;
-                block[w] = a | 1 << s;
-                block[BLOCK_WORDS + w] = c | 1 << s;
-            }
+            new0 += (!a >> s & 1) as u32;
+            new1 += (!c >> s & 1) as u32;
+            block[w] = a | 1 << s;
+            block[BLOCK_WORDS + w] = c | 1 << s;
         }
-        ((missing == 0) as u64, new0, new1)
+        // The key was seen iff none of its bits was new to the detecting
+        // filter: the count already says so, no separate test per bit.
+        let new_det = if det == 0 { new0 } else { new1 };
+        ((new_det == 0) as u64, new0, new1)
     }
 
     /// 1 if every bit of the key is set in the detecting filter, else 0.
