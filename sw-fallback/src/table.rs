@@ -317,6 +317,7 @@ impl ExactTable {
 
     /// Adds to the key's slot; `start` is [`Self::bucket_start`] of the
     /// key's positions, here and below.
+    #[inline(always)]
     pub(crate) fn add(
         &mut self,
         mem: &mut TableMem,
