@@ -60,8 +60,13 @@ pub enum BusError {
         source: zmq::Error,
     },
     /// A key is not 40 characters of Z85.
-    #[error("not a Z85 CURVE key: {0:?}")]
-    BadKey(String),
+    #[error("not a Z85 CURVE key ({why}): {text:?}")]
+    BadKey {
+        /// The text, at most 40 characters of it.
+        text: String,
+        /// What is wrong with it.
+        why: curve::Z85Error,
+    },
     /// Reading or writing a key file failed.
     #[error("key file {path}")]
     KeyFile {

@@ -52,6 +52,9 @@ pub(crate) enum BlockError {
     FirstOffset,
     /// A packet header or its frame reaches past the block end.
     PacketBounds,
+    /// A record with an offloaded VLAN tag whose wire length (`tp_len`)
+    /// plus the restored tag does not fit `u32`: no frame is that long.
+    WireLength,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -105,7 +108,7 @@ impl BlockWalker {
         let at = self.offset;
         let hdr = match block.get(at..at + PKT_HDR_LEN) {
             Some(h) => h,
-            None => return self.corrupt(),
+            None => return self.corrupt(BlockError::PacketBounds),
         };
         let field = |o: usize| u32_at(hdr, o).unwrap_or(0);
         let next = field(0) as usize;
@@ -117,7 +120,7 @@ impl BlockWalker {
         let tci = field(32) as u16;
         let tpid = u16_at(hdr, 36).unwrap_or(0);
         if mac < at + PKT_HDR_LEN || mac + snaplen > block.len() {
-            return self.corrupt();
+            return self.corrupt(BlockError::PacketBounds);
         }
         if next == 0 {
             self.remaining = 0;
@@ -131,6 +134,11 @@ impl BlockWalker {
             // Put the tag back between the MAC addresses and the EtherType:
             // move the 12 address bytes 4 back into the reserved headroom.
             if mac - VLAN_TAG_LEN >= at + PKT_HDR_LEN {
+                // Checked before the block is touched: a corrupt record
+                // must not be half-restored.
+                let Some(orig_len) = len.checked_add(VLAN_TAG_LEN as u32) else {
+                    return self.corrupt(BlockError::WireLength);
+                };
                 let start = mac - VLAN_TAG_LEN;
                 block.copy_within(mac..mac + 12, start);
                 let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
@@ -144,7 +152,7 @@ impl BlockWalker {
                 return Some(Ok(Frame {
                     data: &block[start..mac + snaplen],
                     ts_ns,
-                    orig_len: len + VLAN_TAG_LEN as u32,
+                    orig_len,
                 }));
             }
             counts.vlan_no_room += 1;
@@ -156,9 +164,9 @@ impl BlockWalker {
         }))
     }
 
-    fn corrupt<'b>(&mut self) -> Option<Result<Frame<'b>, BlockError>> {
+    fn corrupt<'b>(&mut self, why: BlockError) -> Option<Result<Frame<'b>, BlockError>> {
         self.remaining = 0;
-        Some(Err(BlockError::PacketBounds))
+        Some(Err(why))
     }
 }
 
@@ -211,6 +219,33 @@ mod tests {
             }
         }
         (out, errors, counts)
+    }
+
+    /// Found by the `capture_block` fuzz target: a VLAN record whose
+    /// `tp_len` is `u32::MAX` overflowed when the restored tag was added.
+    #[test]
+    fn a_vlan_record_with_an_impossible_wire_length_is_an_error_not_a_panic() {
+        let f = [0xbbu8; 20];
+        let mut b = block(&[(&f, Some(0x0123))], VLAN_TAG_LEN);
+        let at = BLOCK_DESC_LEN;
+        b[at + 16..at + 20].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let before = b.clone();
+        let mut w = BlockWalker::new(&b).expect("descriptor");
+        let mut counts = WalkCounts::default();
+        assert_eq!(
+            w.next(&mut b, &mut counts).map(|r| r.err()),
+            Some(Some(BlockError::WireLength))
+        );
+        assert!(
+            w.next(&mut b, &mut counts).is_none(),
+            "the block ends there"
+        );
+        assert_eq!(counts.vlan_restored, 0);
+        assert_eq!(b, before, "a corrupt record is not half-restored");
+        // One less fits, and is restored.
+        b[at + 16..at + 20].copy_from_slice(&(u32::MAX - 4).to_ne_bytes());
+        let (frames, errors, _) = walk(&mut b);
+        assert_eq!((frames.len(), errors, frames[0].2), (1, 0, u32::MAX));
     }
 
     #[test]

@@ -231,6 +231,25 @@ impl Block<'_> {
     }
 }
 
+/// Walks `block` as a TPACKET_V3 block the way [`Block::next_frame`]
+/// does, calling `each` with every frame, and returns whether a corrupt
+/// record ended it. Only for the `capture_block` fuzz target (the kernel
+/// writes the blocks, but a corrupt one must be counted, never trusted).
+#[doc(hidden)]
+pub fn walk_block_for_fuzzing(block: &mut [u8], mut each: impl FnMut(Frame<'_>)) -> bool {
+    let Ok(mut walker) = BlockWalker::new(block) else {
+        return true;
+    };
+    let mut counts = WalkCounts::default();
+    loop {
+        match walker.next(block, &mut counts) {
+            None => return false,
+            Some(Ok(f)) => each(f),
+            Some(Err(_)) => return true,
+        }
+    }
+}
+
 impl Drop for Block<'_> {
     fn drop(&mut self) {
         self.cap.stats.vlan_restored += self.counts.vlan_restored;
