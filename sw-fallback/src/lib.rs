@@ -155,12 +155,15 @@ impl SwEngine {
     /// Memory is allocated here, zeroed lazily by the OS.
     pub fn new(plans: &[MetricPlan]) -> SwEngine {
         // Group metrics by geometry, in metric id order: (geometry, first
-        // plan, members) per group, and each metric's (group, lane).
+        // plan, members) per group, and each metric's (group, lane); a
+        // metric with memory of its own gets (0, 0), never read.
         let mut groups: Vec<(Geometry, &MetricPlan, usize)> = Vec::new();
-        let place: Vec<Option<(usize, usize)>> = plans
+        let place: Vec<(usize, usize)> = plans
             .iter()
             .map(|p| {
-                let geometry = Geometry::of(p)?;
+                let Some(geometry) = Geometry::of(p) else {
+                    return (0, 0);
+                };
                 let g = match groups.iter().position(|(gm, _, _)| *gm == geometry) {
                     Some(g) => g,
                     None => {
@@ -169,7 +172,7 @@ impl SwEngine {
                     }
                 };
                 groups[g].2 += 1;
-                Some((g, groups[g].2 - 1))
+                (g, groups[g].2 - 1)
             })
             .collect();
         // Group indices count detector groups and table groups apart.
@@ -198,16 +201,19 @@ impl SwEngine {
         let metrics = plans
             .iter()
             .zip(&place)
-            .map(|(p, &place)| match (p.kind, place.map(lanes_of)) {
-                (MetricKind::VariationDetector, Some((mem, lanes))) => {
+            .map(|(p, &place)| match p.kind {
+                MetricKind::VariationDetector => {
+                    let (mem, lanes) = lanes_of(place);
                     Metric::Vd(VariationDetector::new(p, lanes), mem)
                 }
-                (MetricKind::DecayingFilter, _) => Metric::Decaying(DecayingFilter::new(p)),
-                (MetricKind::CountMin, _) => Metric::CountMin(CountMin::new(p)),
-                (MetricKind::HyperLogLog, _) => Metric::Hll(HyperLogLog::new(p)),
-                (MetricKind::Global, _) => Metric::Global(0),
-                (_, Some((mem, lanes))) => Metric::Table(ExactTable::new(p, lanes), mem),
-                (kind, None) => unreachable!("{kind:?} has a geometry"),
+                MetricKind::ExactCounter | MetricKind::ExactEwma | MetricKind::SlidingWindow => {
+                    let (mem, lanes) = lanes_of(place);
+                    Metric::Table(ExactTable::new(p, lanes), mem)
+                }
+                MetricKind::DecayingFilter => Metric::Decaying(DecayingFilter::new(p)),
+                MetricKind::CountMin => Metric::CountMin(CountMin::new(p)),
+                MetricKind::HyperLogLog => Metric::Hll(HyperLogLog::new(p)),
+                MetricKind::Global => Metric::Global(0),
             })
             .collect();
         let accepted = plans
