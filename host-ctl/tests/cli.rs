@@ -400,3 +400,90 @@ fn sim_nic_backend_writes_the_same_events_as_sw() {
     assert!(err.contains("offers"), "{err}");
     assert!(!err.contains("--- summary ---"), "nothing ran: {err}");
 }
+
+/// `ndpi_bittorrent_utp.pcap` jumps 248,513,911 s (7.9 years) between two
+/// packets. A 1 s periodic timeout left armed across it used to fire once
+/// per second of the jump (a hang); now it fires once and the skipped
+/// periods are in the summary and `--stats-json`, as many as the rule of
+/// `docs/probe.md` ("Time jumps") gives, computed here from the packet
+/// times.
+#[test]
+fn an_eight_year_jump_fires_once_and_reports_the_skipped_periods() {
+    const S: u64 = 1_000_000_000;
+    let dir = scratch("jump");
+    let ticker = dir.join("ticker.xml");
+    std::fs::write(
+        &ticker,
+        r#"<streamon>
+  <statedef id="idle"/>
+  <statedef id="ticking"/>
+  <event type="packet" selector="proto udp" primary-key="ip_src">
+    <state id="idle">
+      <condition expression="true" next_state="ticking"
+                 action='timeout_set(tick, ip_src, 1)'/>
+    </state>
+  </event>
+  <event type="timeout" class="tick" primary-key="ip_src">
+    <state id="ticking">
+      <post-condition-action do='Publish(tick, "%ts %ip_src")'/>
+    </state>
+  </event>
+</streamon>"#,
+    )
+    .unwrap();
+    let pcap = traces_dir().join("ndpi_bittorrent_utp.pcap");
+
+    // The rule, as a loop over the packets: every parsed packet advances
+    // time; each UDP source's first packet arms its timeout.
+    let mut src = streamon_packet::pcap::PcapSource::open(&pcap).expect("open");
+    let mut due = std::collections::BTreeMap::new();
+    let (mut fired, mut skipped) = (0u64, 0u64);
+    while let Some(f) = src.next_frame().expect("read") {
+        let Ok(p) = streamon_packet::parse(f.data, f.linktype, f.meta) else {
+            continue;
+        };
+        let now = f.meta.ts_ns;
+        for d in due.values_mut() {
+            if now < *d {
+                continue;
+            }
+            let n = (now - *d) / S + 1;
+            if n > streamon_probe::timers::CATCH_UP_LIMIT {
+                fired += 1;
+                skipped += n - 1;
+            } else {
+                fired += n;
+            }
+            *d += n * S;
+        }
+        if p.proto() == 17 {
+            due.entry(p.src_addr()).or_insert(now + S);
+        }
+    }
+    assert!(skipped > 200_000_000, "the capture jumps: {skipped}");
+
+    let stats = dir.join("stats.json");
+    let out = run(&[
+        "run",
+        "--app",
+        ticker.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count() as u64, fired, "{stdout}");
+    assert!(
+        stderr.contains(&format!("  timeouts fired   {fired}\n"))
+            && stderr.contains(&format!("  timeouts skipped {skipped}\n")),
+        "{stderr}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&stats).expect("stats file")).expect("json");
+    assert_eq!(v["apps"]["ticker"]["timeouts_fired"], fired);
+    assert_eq!(v["apps"]["ticker"]["timeouts_skipped"], skipped);
+}

@@ -27,7 +27,7 @@ use crate::message::{FieldSource, Message};
 use crate::output::{EventSink, OutputEvent};
 use crate::plan::{AppPlan, KeyRef};
 use crate::store::{self, AppStore, KnowledgeStore, NameCtx};
-use crate::timers::{TimerKind, TimerQueue};
+use crate::timers::{self, TimerKind, TimerQueue, CATCH_UP_LIMIT};
 
 /// Counters of one application; every packet or op not processed is in
 /// one of them (see `docs/counters.md`).
@@ -60,6 +60,22 @@ pub struct AppStats {
     pub timeout_context_lost: u64,
     /// State timeouts that moved a key on.
     pub state_expiries: u64,
+    /// Firings of periodic timeouts skipped because trace time jumped over
+    /// more of their periods than are caught up one by one
+    /// ([`crate::timers::CATCH_UP_LIMIT`]; `docs/probe.md`, "Time jumps").
+    pub timeouts_skipped: u64,
+    /// State expiries computed without being fired one by one: a key whose
+    /// state timeouts form a cycle expired more than the catch-up limit in
+    /// one time jump; its state at the new time was computed.
+    pub state_expiries_skipped: u64,
+    /// Timers not armed because they would be due past the last
+    /// representable instant (`u64::MAX` ns, year 2554): a huge period, or
+    /// a capture stamped near the end of time.
+    pub timers_beyond_end: u64,
+    /// Packets and messages older than the application's latest time (an
+    /// out-of-order capture, a clock stepped back). A packet runs at its own
+    /// time, a message at the latest time; timers already fired stay fired.
+    pub time_backwards: u64,
     /// Events published, by topic.
     pub published: HashMap<String, u64>,
     /// Table writes refused because the table was full.
@@ -186,6 +202,9 @@ pub struct AppRuntime {
     states: HashMap<StateKey, StateEntry, RandomState>,
     tables: Vec<HashMap<StateKey, f64, RandomState>>,
     timers: TimerQueue,
+    /// Firings of each timer in the current [`AppRuntime::advance_to`]
+    /// (the catch-up bound); cleared when an advance starts.
+    fired_in_advance: HashMap<TimerKind, u64, RandomState>,
     timeouts: HashMap<(u32, StateKey), TimeoutRecord, RandomState>,
     blocks: HashMap<StateKey, u64, RandomState>,
     next_vd_reset: Vec<Option<u64>>,
@@ -247,6 +266,7 @@ impl AppRuntime {
             states: HashMap::with_hasher(RandomState::new()),
             tables,
             timers: TimerQueue::default(),
+            fired_in_advance: HashMap::with_hasher(RandomState::new()),
             timeouts: HashMap::with_hasher(RandomState::new()),
             blocks: HashMap::with_hasher(RandomState::new()),
             ops: Vec::with_capacity(64),
@@ -303,12 +323,18 @@ impl AppRuntime {
         &self.plan.program.states[s.index()].name
     }
 
-    /// Runs every timer due at or before `now` (trace time).
+    /// Runs every timer due at or before `now` (trace time), within the
+    /// catch-up bound ([`CATCH_UP_LIMIT`]; `docs/probe.md`, "Time jumps").
     pub fn advance_to(&mut self, now: u64, sink: &mut dyn EventSink) {
+        if !self.fired_in_advance.is_empty() {
+            self.fired_in_advance.clear();
+        }
         while let Some((due, seq, kind)) = self.timers.pop_due(now) {
             match kind {
-                TimerKind::StateExpiry(key) => self.expire_state(key, seq, due),
-                TimerKind::Timeout(class, key) => self.fire_timeout(class, key, seq, due, sink),
+                TimerKind::StateExpiry(key) => self.expire_state(key, seq, due, now),
+                TimerKind::Timeout(class, key) => {
+                    self.fire_timeout(class, key, seq, due, now, sink)
+                }
             }
         }
         self.last_ts = self.last_ts.max(now);
@@ -317,6 +343,9 @@ impl AppRuntime {
     /// Processes one parsed packet.
     pub fn packet(&mut self, p: &Parsed<'_>, sink: &mut dyn EventSink) {
         let ts = p.ts_ns();
+        if ts < self.last_ts {
+            self.stats.time_backwards += 1;
+        }
         self.advance_to(ts, sink);
         self.reset_detectors(ts);
         if !self.blocks.is_empty() && self.is_blocked(p, ts) {
@@ -345,6 +374,9 @@ impl AppRuntime {
     /// (never earlier than this application's latest time; see
     /// [`crate::message`]).
     pub fn message(&mut self, m: &Message, sink: &mut dyn EventSink) {
+        if m.ts < self.last_ts {
+            self.stats.time_backwards += 1;
+        }
         let ts = m.ts.max(self.last_ts);
         self.advance_to(ts, sink);
         self.reset_detectors(ts);
@@ -436,16 +468,83 @@ impl AppRuntime {
         }
     }
 
-    fn expire_state(&mut self, key: StateKey, seq: u64, due: u64) {
+    fn expire_state(&mut self, key: StateKey, seq: u64, due: u64, now: u64) {
         let Some(entry) = self.states.get(&key) else {
             return;
         };
         if entry.expiry_seq != seq {
             return;
         }
-        let next = self.plan.program.states[entry.state.index()].next_state;
+        let from = entry.state;
+        let fired = self
+            .fired_in_advance
+            .entry(TimerKind::StateExpiry(key))
+            .or_insert(0);
+        if *fired >= CATCH_UP_LIMIT {
+            // State timeouts that lead back to each other (a cycle that
+            // never reaches the initial state) would expire once per lap
+            // through the whole jump: compute where the key is instead.
+            self.fast_forward_state(key, from, due, now);
+            return;
+        }
+        *fired += 1;
+        let next = self.plan.program.states[from.index()].next_state;
         self.stats.state_expiries += 1;
         self.set_state(key, next, due);
+    }
+
+    /// The state's timeout in nanoseconds (`None`: it has none).
+    fn state_timeout_ns(&self, s: StateId) -> Option<u64> {
+        self.plan.program.states[s.index()]
+            .timeout_s
+            .map(timers::duration_ns)
+    }
+
+    /// Moves `key`, which leaves `from` at `due`, along its states' timeouts
+    /// to where it is at `now`, without firing each expiry: laps of a cycle
+    /// of timeouts are skipped by arithmetic, the rest (less than one lap)
+    /// walked. Each expiry so passed is counted in `state_expiries_skipped`.
+    fn fast_forward_state(&mut self, key: StateKey, from: StateId, due: u64, now: u64) {
+        let n_states = self.plan.program.states.len();
+        // When the key last entered each state (time, steps): finds the
+        // cycle. Allocated only on this rare path.
+        let mut entered: Vec<Option<(u64, u64)>> = vec![None; n_states];
+        let mut lapped = false;
+        let (mut s, mut t, mut steps) = (from, due, 0u64);
+        loop {
+            // `s` expires at `t` (<= now): the key enters `next` at `t`.
+            let next = self.plan.program.states[s.index()].next_state;
+            steps += 1;
+            if next == StateId(0) {
+                break;
+            }
+            let Some(d) = self.state_timeout_ns(next) else {
+                break;
+            };
+            if !lapped {
+                if let Some((t0, steps0)) = entered[next.index()] {
+                    // Every timeout is at least 1 ns, so a lap takes time.
+                    let lap = t - t0;
+                    let laps = (now - t) / lap;
+                    t += laps * lap;
+                    steps += laps * (steps - steps0);
+                    lapped = true;
+                } else {
+                    entered[next.index()] = Some((t, steps));
+                }
+            }
+            match timers::due_after(t, d) {
+                Some(t2) if t2 <= now => {
+                    s = next;
+                    t = t2;
+                }
+                // Due after `now` or never: the key stays in `next`.
+                _ => break,
+            }
+        }
+        let next = self.plan.program.states[s.index()].next_state;
+        self.stats.state_expiries_skipped += steps;
+        self.set_state(key, next, t);
     }
 
     fn fire_timeout(
@@ -454,6 +553,7 @@ impl AppRuntime {
         key: StateKey,
         seq: u64,
         due: u64,
+        now: u64,
         sink: &mut dyn EventSink,
     ) {
         let Some(rec) = self.timeouts.get(&(class, key)) else {
@@ -462,21 +562,50 @@ impl AppRuntime {
         if rec.seq != seq {
             return;
         }
+        let period = rec.period_ns;
+        let kind = TimerKind::Timeout(class, key);
+        let fired = self.fired_in_advance.get(&kind).copied().unwrap_or(0);
+        // The catch-up rule (docs/probe.md, "Time jumps"): at most
+        // CATCH_UP_LIMIT firings per advance, each at its own time. A jump
+        // that would take more is not caught up: the timeout's first due
+        // firing runs (the period that ended with the last packets before
+        // the jump); when it comes due again in the same advance (re-armed
+        // by this code or by its own pass), every firing due up to `now`
+        // is skipped and it goes on after `now`.
+        let (run, next) = if fired == 0 {
+            (true, timers::due_after(due, period))
+        } else {
+            let (due_now, after_now) = timers::periods_due(due, period, now);
+            if fired.saturating_add(due_now) <= CATCH_UP_LIMIT {
+                (true, timers::due_after(due, period))
+            } else {
+                self.stats.timeouts_skipped += due_now;
+                (false, after_now)
+            }
+        };
         // Periodic until cancelled: re-arm before the pass, so the pass may
         // cancel or re-arm it.
-        let period = rec.period_ns;
-        let ctx = rec.ctx.clone();
-        let next = due.saturating_add(period);
-        if next > due {
-            let new_seq = self.timers.arm(next, TimerKind::Timeout(class, key));
-            if let Some(r) = self.timeouts.get_mut(&(class, key)) {
-                r.seq = new_seq;
+        let ctx = match next {
+            Some(next) => {
+                let new_seq = self.timers.arm(next, kind);
+                let rec = self
+                    .timeouts
+                    .get_mut(&(class, key))
+                    .expect("looked up above");
+                rec.seq = new_seq;
+                run.then(|| rec.ctx.clone())
             }
-        } else {
-            // At the end of representable time: fire once more, never again
-            // (re-arming at the same instant would loop forever).
-            self.timeouts.remove(&(class, key));
-        }
+            None => {
+                // The next period ends past the end of time: this firing is
+                // the last.
+                self.stats.timers_beyond_end += 1;
+                self.timeouts.remove(&(class, key)).map(|r| r.ctx)
+            }
+        };
+        let Some(ctx) = ctx.filter(|_| run) else {
+            return;
+        };
+        *self.fired_in_advance.entry(kind).or_insert(0) += 1;
         self.stats.timeouts_fired += 1;
         let event = self.plan.program.timeout_classes[class as usize].event;
         match &ctx {
@@ -497,11 +626,14 @@ impl AppRuntime {
             self.states.remove(&key);
             return;
         }
-        let expiry_seq = match self.plan.program.states[to.index()].timeout_s {
-            Some(t) => self.timers.arm(
-                now.saturating_add((t * 1e9) as u64),
-                TimerKind::StateExpiry(key),
-            ),
+        let expiry_seq = match self.state_timeout_ns(to) {
+            Some(d) => match timers::due_after(now, d) {
+                Some(at) => self.timers.arm(at, TimerKind::StateExpiry(key)),
+                None => {
+                    self.stats.timers_beyond_end += 1;
+                    0
+                }
+            },
             None => 0,
         };
         self.states.insert(
@@ -860,22 +992,32 @@ impl AppRuntime {
                     self.stats.ops_missing_key += 1;
                     return;
                 };
-                if seconds <= 0.0 {
-                    self.timeouts.remove(&(class, k));
+                let period_ns = timers::duration_ns(seconds);
+                let due = if seconds <= 0.0 {
+                    None
                 } else {
-                    let period_ns = ((seconds * 1e9) as u64).max(1);
-                    let seq = self.timers.arm(
-                        pass.ts.saturating_add(period_ns),
-                        TimerKind::Timeout(class, k),
-                    );
-                    self.timeouts.insert(
-                        (class, k),
-                        TimeoutRecord {
-                            period_ns,
-                            seq,
-                            ctx: ctx.record(),
-                        },
-                    );
+                    let due = timers::due_after(pass.ts, period_ns);
+                    if due.is_none() {
+                        // Never due: as good as cancelled, but counted.
+                        self.stats.timers_beyond_end += 1;
+                    }
+                    due
+                };
+                match due {
+                    None => {
+                        self.timeouts.remove(&(class, k));
+                    }
+                    Some(due) => {
+                        let seq = self.timers.arm(due, TimerKind::Timeout(class, k));
+                        self.timeouts.insert(
+                            (class, k),
+                            TimeoutRecord {
+                                period_ns,
+                                seq,
+                                ctx: ctx.record(),
+                            },
+                        );
+                    }
                 }
             }
             Light::Store => {
