@@ -5,6 +5,13 @@
 //! Time is still the packet's: the kernel's receive timestamp is the
 //! packet time the applications see. The wall clock only decides when to
 //! stop (`--duration`), checked once per ring block, never per packet.
+//!
+//! A chained probe (`--subscribe`) also takes other probes' events: a
+//! [`MessageFeed`] (the subscriptions, received on their own thread) is
+//! drained after every ring block and every empty poll, so the messages
+//! enter the applications' input between the frames of two blocks, in
+//! arrival order; each runs at its own time (the publisher's packet
+//! time), never moving an application's clock back (`docs/capture.md`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +23,7 @@ use streamon_capture::{Capture, CaptureConfig, CaptureError, CaptureStats, LinkL
 use streamon_packet::{FrameMeta, LinkType};
 use streamon_probe::EventSink;
 
-use crate::runner::FrameTarget;
+use crate::runner::{FrameTarget, MessageFeed};
 
 /// What to capture and when to stop.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +36,9 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
     /// Stop after this many frames.
     pub count: Option<u64>,
+    /// Stop once neither a frame nor a message has come for this long,
+    /// after the first of either (`--idle-exit` of a chained probe).
+    pub idle: Option<Duration>,
     /// Also write every frame fed to the probe to this pcap file
     /// (nanosecond kernel timestamps), e.g. to replay the same input later.
     pub write_pcap: Option<PathBuf>,
@@ -43,6 +53,8 @@ pub enum StopReason {
     Duration,
     /// `--count` frames were fed.
     Count,
+    /// Nothing came for `--idle-exit`.
+    Idle,
 }
 
 impl StopReason {
@@ -52,6 +64,7 @@ impl StopReason {
             StopReason::Signal => "signal",
             StopReason::Duration => "duration",
             StopReason::Count => "count",
+            StopReason::Idle => "idle",
         }
     }
 }
@@ -104,14 +117,23 @@ pub enum LiveError {
     },
 }
 
+/// Poll timeout of the ring: the longest a stop flag waits to be seen.
+const POLL: Duration = Duration::from_millis(100);
+/// Poll timeout with a [`MessageFeed`]: also the longest a message waits
+/// on a link without traffic.
+const POLL_WITH_MESSAGES: Duration = Duration::from_millis(5);
+
 /// Opens the capture (so permission and interface errors come before any
-/// output), calls `ready`, then feeds frames to `target` until a stop.
+/// output), calls `ready`, then feeds frames (and the messages of `feed`,
+/// between ring blocks) to `target` until a stop. The messages still
+/// queued in `feed` at the stop are the caller's to hand over.
 pub fn run_live(
     target: &mut dyn FrameTarget,
     opts: &LiveOptions,
     stop: &AtomicBool,
     sink: &mut dyn EventSink,
     ready: &mut dyn FnMut(&str),
+    mut feed: Option<&mut dyn MessageFeed>,
 ) -> Result<LiveSummary, LiveError> {
     let mut cap = Capture::open(&opts.iface, &opts.config)?;
     let linktype = match cap.link_layer()? {
@@ -154,7 +176,14 @@ pub fn run_live(
     };
     ready(&opts.iface);
     let started = Instant::now();
+    let poll = if feed.is_some() {
+        POLL_WITH_MESSAGES
+    } else {
+        POLL
+    };
     let mut frames = 0u64;
+    // Last frame or message (for `idle`); none before the first.
+    let mut last_input: Option<Instant> = None;
     let stopped_by = 'capture: loop {
         if stop.load(Ordering::Relaxed) {
             break StopReason::Signal;
@@ -165,11 +194,25 @@ pub fn run_live(
         if opts.count.is_some_and(|c| frames >= c) {
             break StopReason::Count;
         }
+        if let (Some(idle), Some(l)) = (opts.idle, last_input) {
+            if l.elapsed() >= idle {
+                break StopReason::Idle;
+            }
+        }
         // A signal interrupts the wait; the flag is checked on the next turn.
-        let Some(mut block) = cap.next_block(Duration::from_millis(100))? else {
+        let Some(mut block) = cap.next_block(poll)? else {
+            if let Some(f) = feed.as_mut() {
+                if f.feed(target, sink) > 0 {
+                    last_input = Some(Instant::now());
+                }
+            }
+            // Worker threads: emit what is ready rather than wait for a
+            // full batch.
+            target.flush(sink);
             target.idle();
             continue;
         };
+        let before = frames;
         while let Some(f) = block.next_frame() {
             frames += 1;
             let meta = FrameMeta {
@@ -188,6 +231,18 @@ pub fn run_live(
                 break 'capture StopReason::Count;
             }
         }
+        drop(block);
+        let mut got = frames > before;
+        if let Some(f) = feed.as_mut() {
+            got |= f.feed(target, sink) > 0;
+        }
+        if got {
+            last_input = Some(Instant::now());
+        }
+        // Worker threads: a block's events come out with the block (a
+        // block is handed over at least every `block_timeout_ms`), not when
+        // a batch fills.
+        target.flush(sink);
     };
     if let Some(w) = writer {
         use std::io::Write;

@@ -8,6 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use streamon_bus::curve::{self, KeyPair};
@@ -15,7 +19,9 @@ use streamon_bus::{
     to_message, BusError, PayloadFormat, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
     SubscriberStats,
 };
-use streamon_probe::{EventSink, MessageError, Probe};
+use streamon_probe::{EventSink, Message, MessageError};
+
+use crate::runner::{FrameTarget, MessageFeed};
 
 /// Setting up the probe's bus sockets failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +118,10 @@ impl std::str::FromStr for SubscribeSpec {
 pub struct InboxStats {
     /// Messages handed to the probe.
     pub delivered: u64,
+    /// Messages received by the subscriber thread of a live capture
+    /// ([`InboxThread`]) while its queue to the capture loop was full;
+    /// dropped.
+    pub queue_dropped: u64,
     /// Received events that cannot be messages, by reason (`raw`,
     /// `key field`, `too many`, `too long`); skipped.
     pub refused: BTreeMap<&'static str, u64>,
@@ -134,6 +144,18 @@ pub struct Inbox {
     subs: Vec<Subscriber>,
     endpoints: Vec<String>,
     stats: InboxStats,
+    /// The subscriber tried first by the next receive (round robin, so a
+    /// flooding publisher does not starve the others).
+    next_sub: usize,
+}
+
+/// One receive of [`Inbox::recv_one`].
+// Matched as soon as it is returned; boxing would allocate per message.
+#[allow(clippy::large_enum_variant)]
+enum Got {
+    Message(Message),
+    Refused,
+    Nothing,
 }
 
 impl Inbox {
@@ -167,49 +189,111 @@ impl Inbox {
             subs,
             endpoints: specs.iter().map(|s| s.endpoint.clone()).collect(),
             stats: InboxStats::default(),
+            next_sub: 0,
         })
     }
 
-    /// Hands at most `max` queued messages to `probe`, without waiting;
-    /// returns how many were received (delivered or refused).
+    /// The next queued message of any subscriber, without waiting; a
+    /// received event that cannot be a message is counted as refused.
+    fn recv_one(&mut self) -> Result<Got, NetError> {
+        let n = self.subs.len();
+        for k in 0..n {
+            let i = (self.next_sub + k) % n;
+            let Some(d) = self.subs[i].try_recv()? else {
+                continue;
+            };
+            self.next_sub = (i + 1) % n;
+            return Ok(match to_message(&d) {
+                Ok(m) => Got::Message(m),
+                Err(e) => {
+                    let reason = match e {
+                        MessageError::Raw => "raw",
+                        MessageError::UnknownKeyField(_)
+                        | MessageError::MessageFieldAsKey(_)
+                        | MessageError::BadKeyValue { .. } => "key field",
+                        MessageError::TooMany { .. } => "too many",
+                        MessageError::TooLong { .. } => "too long",
+                    };
+                    *self.stats.refused.entry(reason).or_default() += 1;
+                    self.stats.last_refused = Some(e.to_string());
+                    Got::Refused
+                }
+            });
+        }
+        Ok(Got::Nothing)
+    }
+
+    /// Hands at most `max` queued messages to `target` (a [`Probe`] or a
+    /// [`crate::runner::Runner`]), without waiting; returns how many were
+    /// received (delivered or refused).
+    ///
+    /// [`Probe`]: streamon_probe::Probe
     pub fn drain(
         &mut self,
-        probe: &mut Probe,
+        target: &mut dyn FrameTarget,
         sink: &mut dyn EventSink,
         max: usize,
     ) -> Result<usize, NetError> {
         let mut n = 0;
-        let mut idle = false;
-        while n < max && !idle {
-            idle = true;
-            for s in &mut self.subs {
-                if n == max {
-                    break;
-                }
-                let Some(d) = s.try_recv()? else { continue };
-                idle = false;
-                n += 1;
-                match to_message(&d) {
-                    Ok(m) => {
-                        self.stats.delivered += 1;
-                        probe.message(&m, sink);
-                    }
-                    Err(e) => {
-                        let reason = match e {
-                            MessageError::Raw => "raw",
-                            MessageError::UnknownKeyField(_)
-                            | MessageError::MessageFieldAsKey(_)
-                            | MessageError::BadKeyValue { .. } => "key field",
-                            MessageError::TooMany { .. } => "too many",
-                            MessageError::TooLong { .. } => "too long",
-                        };
-                        *self.stats.refused.entry(reason).or_default() += 1;
-                        self.stats.last_refused = Some(e.to_string());
-                    }
+        while n < max {
+            match self.recv_one()? {
+                Got::Nothing => break,
+                Got::Refused => {}
+                Got::Message(m) => {
+                    self.stats.delivered += 1;
+                    target.message(m, sink);
                 }
             }
+            n += 1;
         }
         Ok(n)
+    }
+
+    /// Receives on a thread of its own from now on (a live capture, whose
+    /// loop waits on the capture ring, not on these sockets): the messages
+    /// go through a queue of `capacity` that the capture loop drains
+    /// between ring blocks ([`InboxThread`]).
+    pub fn spawn(self, capacity: usize) -> InboxThread {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
+        let mut inbox = self;
+        let handle = std::thread::Builder::new()
+            .name("subscriber".into())
+            .spawn(move || {
+                let result = (|| -> Result<(), NetError> {
+                    while !thread_shared.stop.load(Ordering::Relaxed) {
+                        // Bounded wait: the stop flag is seen within it.
+                        if !inbox.wait(Duration::from_millis(20))? {
+                            continue;
+                        }
+                        loop {
+                            let m = match inbox.recv_one()? {
+                                Got::Nothing => break,
+                                Got::Refused => continue,
+                                Got::Message(m) => m,
+                            };
+                            match tx.try_send(m) {
+                                Ok(()) => {}
+                                Err(TrySendError::Full(_)) => {
+                                    thread_shared.dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                // The capture loop is gone: stop.
+                                Err(TrySendError::Disconnected(_)) => return Ok(()),
+                            }
+                        }
+                    }
+                    Ok(())
+                })();
+                (inbox, result)
+            })
+            .expect("spawning the subscriber thread");
+        InboxThread {
+            rx,
+            shared,
+            handle: Some(handle),
+            delivered: 0,
+        }
     }
 
     /// Waits until a message is queued, at most `timeout`.
@@ -241,6 +325,87 @@ impl Inbox {
     }
 }
 
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    dropped: AtomicU64,
+}
+
+/// An [`Inbox`] receiving on its own thread ([`Inbox::spawn`]), for a
+/// probe that captures live and subscribes: the capture loop waits on the
+/// ring, this thread on the ZeroMQ sockets, so neither input blocks the
+/// other. Messages cross over a bounded queue; one that finds the queue
+/// full is dropped and counted ([`InboxStats::queue_dropped`]), so a
+/// flooding publisher costs the capture loop a bounded amount of work per
+/// ring block and never memory.
+pub struct InboxThread {
+    rx: Receiver<Message>,
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<(Inbox, Result<(), NetError>)>>,
+    delivered: u64,
+}
+
+impl InboxThread {
+    /// Hands at most `max` queued messages to `target`, without waiting;
+    /// returns how many.
+    pub fn drain_queue(
+        &mut self,
+        target: &mut dyn FrameTarget,
+        sink: &mut dyn EventSink,
+        max: usize,
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Ok(m) = self.rx.try_recv() else { break };
+            target.message(m, sink);
+            n += 1;
+        }
+        self.delivered += n as u64;
+        n
+    }
+
+    /// Stops the thread, hands every message it had queued to `target`
+    /// (after everything handed over before), and gives the [`Inbox`]
+    /// back with the counters of both sides; the error is the thread's,
+    /// if a receive failed (the messages before it were delivered).
+    pub fn stop(
+        mut self,
+        target: &mut dyn FrameTarget,
+        sink: &mut dyn EventSink,
+    ) -> (Option<Inbox>, Result<(), NetError>) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let joined = self.handle.take().map(JoinHandle::join);
+        while self.drain_queue(target, sink, usize::MAX) > 0 {}
+        match joined {
+            Some(Ok((mut inbox, result))) => {
+                inbox.stats.delivered += self.delivered;
+                inbox.stats.queue_dropped += self.shared.dropped.load(Ordering::Relaxed);
+                (Some(inbox), result)
+            }
+            // The thread panicked (it has no panicking path by design).
+            _ => (None, Ok(())),
+        }
+    }
+}
+
+impl MessageFeed for InboxThread {
+    fn feed(&mut self, target: &mut dyn FrameTarget, sink: &mut dyn EventSink) -> usize {
+        self.drain_queue(target, sink, DRAIN_BATCH)
+    }
+}
+
+impl Drop for InboxThread {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Capacity of an [`InboxThread`]'s queue, in messages.
+pub const THREAD_QUEUE: usize = 4096;
+
 /// When [`receive_until`] stops.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StopWhen {
@@ -253,19 +418,25 @@ pub struct StopWhen {
 /// Most messages one [`Inbox::drain`] call hands over between packets.
 pub const DRAIN_BATCH: usize = 1024;
 
-/// Receives messages into `probe` until `stop` says so (both `None`:
-/// forever). The wall clock only decides when to stop listening; message
-/// events run in message time.
+/// Receives messages into `target` until `stop` says so (both `None`:
+/// forever) or `signal` is raised (Ctrl-C, SIGTERM). The wall clock only
+/// decides when to stop listening; message events run in message time.
+/// With worker threads the events of each drained lot are emitted as soon
+/// as the workers have them ([`FrameTarget::flush`]).
 pub fn receive_until(
     inbox: &mut Inbox,
-    probe: &mut Probe,
+    target: &mut dyn FrameTarget,
     sink: &mut dyn EventSink,
     stop: StopWhen,
+    signal: &AtomicBool,
 ) -> Result<(), NetError> {
     let start = Instant::now();
     let mut last = None::<Instant>;
     loop {
         let now = Instant::now();
+        if signal.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         if stop.total.is_some_and(|t| now.duration_since(start) >= t) {
             return Ok(());
         }
@@ -274,10 +445,12 @@ pub fn receive_until(
                 return Ok(());
             }
         }
-        if inbox.drain(probe, sink, DRAIN_BATCH)? > 0 {
+        if inbox.drain(target, sink, DRAIN_BATCH)? > 0 {
             last = Some(Instant::now());
+            target.flush(sink);
             continue;
         }
+        target.flush(sink);
         inbox.wait(Duration::from_millis(50))?;
     }
 }

@@ -1,14 +1,23 @@
 //! One probe on one thread or on several (`streamon run --threads N`),
-//! behind one type, so the trace replay and the live capture feed either
-//! the same way.
+//! behind one type, so the trace replay, the live capture and the
+//! subscriptions of a chained probe feed either the same way.
 
 use streamon_packet::{FrameMeta, LinkType};
-use streamon_probe::{EventSink, ParallelProbe, Probe, WorkerLost};
+use streamon_probe::{EventSink, Message, ParallelProbe, Probe, WorkerLost};
 
-/// Where frames go: anything that takes frames one by one.
+/// Where frames and messages go: anything that takes them one by one.
 pub trait FrameTarget {
     /// Processes (or queues) one frame; events go to `sink`.
     fn frame(&mut self, data: &[u8], linktype: LinkType, meta: FrameMeta, sink: &mut dyn EventSink);
+
+    /// Processes (or queues) one message from another probe, after the
+    /// frames handed over so far (probe chaining).
+    fn message(&mut self, m: Message, sink: &mut dyn EventSink);
+
+    /// The input paused: queued work is started and the events that are
+    /// ready are emitted, without waiting (worker threads). Does nothing
+    /// when everything runs on the caller's thread.
+    fn flush(&mut self, _sink: &mut dyn EventSink) {}
 
     /// Called when no frame came for a while (a live capture's poll
     /// timed out): a chance to do periodic work, such as answering the
@@ -25,6 +34,10 @@ impl FrameTarget for Probe {
         sink: &mut dyn EventSink,
     ) {
         Probe::frame(self, data, linktype, meta, sink)
+    }
+
+    fn message(&mut self, m: Message, sink: &mut dyn EventSink) {
+        Probe::message(self, &m, sink)
     }
 }
 
@@ -81,4 +94,25 @@ impl FrameTarget for Runner {
             Runner::Parallel(p) => p.frame(data, linktype, meta, sink),
         }
     }
+
+    fn message(&mut self, m: Message, sink: &mut dyn EventSink) {
+        match self {
+            Runner::Single(p) => p.message(&m, sink),
+            Runner::Parallel(p) => p.message(m, sink),
+        }
+    }
+
+    fn flush(&mut self, sink: &mut dyn EventSink) {
+        if let Runner::Parallel(p) = self {
+            p.flush(sink);
+        }
+    }
+}
+
+/// Messages received meanwhile, for a loop that waits on something else
+/// (the live capture's ring): a chained probe's subscriptions.
+pub trait MessageFeed {
+    /// Hands the messages received so far (a bounded number) to `target`,
+    /// without waiting; returns how many.
+    fn feed(&mut self, target: &mut dyn FrameTarget, sink: &mut dyn EventSink) -> usize;
 }

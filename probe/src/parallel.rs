@@ -25,6 +25,13 @@
 //! Timers fire inside an application's packet pass, so timer events carry
 //! the tag of the packet that made them due, as on one thread.
 //!
+//! Messages from other probes ([`ParallelProbe::message`], probe
+//! chaining) travel in the same batches, between the frames they were
+//! handed over between: every worker runs each one for its applications
+//! at its place in the stream, as [`crate::Probe::message`] does on one
+//! thread, so packets and messages reach every application in the same
+//! order at any thread count.
+//!
 //! The scaling is bounded by the most expensive application (one thread
 //! per application at most) and by the reader thread that copies frames.
 
@@ -36,19 +43,29 @@ use std::thread::JoinHandle;
 use streamon_packet::{parse, FrameMeta, LinkType};
 
 use crate::app::AppRuntime;
+use crate::message::Message;
 use crate::output::{EventSink, OutputEvent};
 use crate::probe::{count_frame, Probe, ProbeStats};
 
-/// Frames per batch handed to the workers.
+/// Frames and messages per batch handed to the workers.
 pub const BATCH_FRAMES: usize = 256;
 /// Batches dispatched and not yet merged, at most.
 const IN_FLIGHT: usize = 4;
 
-/// Frames copied for the workers.
+/// One input of a batch, in arrival order.
+enum Item {
+    /// A frame: its bytes in [`Batch::bytes`], link type, metadata.
+    Frame(usize, usize, LinkType, FrameMeta),
+    /// A message: its index in [`Batch::messages`].
+    Message(usize),
+}
+
+/// Frames (copied) and messages (moved in) for the workers.
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
-    frames: Vec<(usize, usize, LinkType, FrameMeta)>,
+    messages: Vec<Message>,
+    items: Vec<Item>,
 }
 
 enum ToWorker {
@@ -56,7 +73,7 @@ enum ToWorker {
     Finish,
 }
 
-/// A worker's events for one batch: `(frame in batch, app index, event)`.
+/// A worker's events for one batch: `(item in batch, app index, event)`.
 type Tagged = Vec<(u32, u32, OutputEvent)>;
 
 enum FromWorker {
@@ -91,6 +108,9 @@ pub struct ParallelProbe {
     spare: Vec<Batch>,
     lost: bool,
     merged: Tagged,
+    /// Answers to the oldest batch in flight already taken, per worker
+    /// (by [`ParallelProbe::flush`], which does not wait for the rest).
+    answers: Vec<Option<Tagged>>,
 }
 
 /// Tags each event with its frame and application.
@@ -116,19 +136,39 @@ fn worker_loop(
         match msg {
             ToWorker::Batch(batch) => {
                 let mut out = Tagged::new();
-                for (i, &(start, end, linktype, meta)) in batch.frames.iter().enumerate() {
-                    let parsed = parse(&batch.bytes[start..end], linktype, meta);
-                    if let Some(s) = &mut stats {
-                        count_frame(s, &parsed);
-                    }
-                    let Ok(p) = parsed else { continue };
-                    for (index, app, _) in apps.iter_mut().filter(|a| a.2) {
-                        let mut sink = TagSink {
-                            out: &mut out,
-                            frame: i as u32,
-                            app: *index as u32,
-                        };
-                        app.packet(&p, &mut sink);
+                for (i, item) in batch.items.iter().enumerate() {
+                    match *item {
+                        Item::Frame(start, end, linktype, meta) => {
+                            let parsed = parse(&batch.bytes[start..end], linktype, meta);
+                            if let Some(s) = &mut stats {
+                                count_frame(s, &parsed);
+                            }
+                            let Ok(p) = parsed else { continue };
+                            for (index, app, _) in apps.iter_mut().filter(|a| a.2) {
+                                let mut sink = TagSink {
+                                    out: &mut out,
+                                    frame: i as u32,
+                                    app: *index as u32,
+                                };
+                                app.packet(&p, &mut sink);
+                            }
+                        }
+                        Item::Message(m) => {
+                            let m = &batch.messages[m];
+                            if let Some(s) = &mut stats {
+                                s.messages += 1;
+                            }
+                            // Every application sees every message, as on
+                            // one thread (unmatched ones are counted there).
+                            for (index, app, _) in apps.iter_mut().filter(|a| a.2) {
+                                let mut sink = TagSink {
+                                    out: &mut out,
+                                    frame: i as u32,
+                                    app: *index as u32,
+                                };
+                                app.message(m, &mut sink);
+                            }
+                        }
                     }
                 }
                 // Drop the batch before answering, so the caller can reuse
@@ -182,6 +222,7 @@ impl ParallelProbe {
                 }
             })
             .collect();
+        let answers = (0..n).map(|_| None).collect();
         ParallelProbe {
             workers,
             filling: Batch::default(),
@@ -189,6 +230,7 @@ impl ParallelProbe {
             spare: Vec::new(),
             lost: false,
             merged: Tagged::new(),
+            answers,
         }
     }
 
@@ -209,15 +251,58 @@ impl ParallelProbe {
         let start = self.filling.bytes.len();
         self.filling.bytes.extend_from_slice(frame);
         self.filling
-            .frames
-            .push((start, self.filling.bytes.len(), linktype, meta));
-        if self.filling.frames.len() == BATCH_FRAMES {
+            .items
+            .push(Item::Frame(start, self.filling.bytes.len(), linktype, meta));
+        if self.filling.items.len() == BATCH_FRAMES {
             self.dispatch(sink);
         }
     }
 
+    /// Queues one message from another probe, after the frames queued so
+    /// far: every application runs it at that place in its input, as
+    /// [`crate::Probe::message`] does on one thread.
+    pub fn message(&mut self, m: Message, sink: &mut dyn EventSink) {
+        self.filling
+            .items
+            .push(Item::Message(self.filling.messages.len()));
+        self.filling.messages.push(m);
+        if self.filling.items.len() == BATCH_FRAMES {
+            self.dispatch(sink);
+        }
+    }
+
+    /// Hands the partly filled batch to the workers and emits the events
+    /// of every batch whose answers are all in, without waiting for the
+    /// others: a live or chained probe calls this when its input pauses,
+    /// so events do not wait for a batch to fill. Batch boundaries do not
+    /// change any result.
+    pub fn flush(&mut self, sink: &mut dyn EventSink) {
+        self.dispatch(sink);
+        while !self.in_flight.is_empty() {
+            let mut all = true;
+            for (w, slot) in self.workers.iter().zip(self.answers.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                match w.from.try_recv() {
+                    Ok(FromWorker::Events(evs)) => *slot = Some(evs),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => all = false,
+                    _ => {
+                        // A lost worker: `merge_oldest` records it.
+                        self.lost = true;
+                        all = false;
+                    }
+                }
+            }
+            if !all || self.lost {
+                return;
+            }
+            self.merge_oldest(sink);
+        }
+    }
+
     fn dispatch(&mut self, sink: &mut dyn EventSink) {
-        if self.filling.frames.is_empty() {
+        if self.filling.items.is_empty() {
             return;
         }
         let next = self.spare.pop().unwrap_or_default();
@@ -240,8 +325,12 @@ impl ParallelProbe {
             return;
         };
         self.merged.clear();
-        for w in &self.workers {
-            match w.from.recv() {
+        for (w, slot) in self.workers.iter().zip(self.answers.iter_mut()) {
+            let answer = match slot.take() {
+                Some(evs) => Ok(FromWorker::Events(evs)),
+                None => w.from.recv(),
+            };
+            match answer {
                 Ok(FromWorker::Events(mut evs)) => self.merged.append(&mut evs),
                 _ => self.lost = true,
             }
@@ -254,7 +343,8 @@ impl ParallelProbe {
         }
         if let Ok(mut b) = Arc::try_unwrap(batch) {
             b.bytes.clear();
-            b.frames.clear();
+            b.messages.clear();
+            b.items.clear();
             self.spare.push(b);
         }
     }

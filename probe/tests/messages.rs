@@ -207,3 +207,98 @@ fn packets_do_not_run_message_events_and_messages_do_not_run_packet_events() {
     p.frame(&frame, streamon_packet::LinkType::Ethernet, meta, &mut sink);
     assert_eq!(texts(&sink.0), ["message 10.0.0.1", "packet |"]);
 }
+
+/// Messages between the frames of a real capture reach every application
+/// at the same place on several worker threads as on one: the same events
+/// in the same order, the same counters, however the input is cut into
+/// batches (`ParallelProbe::flush` at uneven points).
+#[test]
+fn messages_between_frames_give_the_same_events_on_several_threads() {
+    use streamon_packet::pcap::PcapSource;
+    use streamon_probe::ParallelProbe;
+
+    let apps = [
+        ("peer_watch", include_str!("../../apps/peer_watch.xml")),
+        ("scan_symptom", include_str!("../../apps/scan_symptom.xml")),
+        ("portscan", include_str!("../../apps/portscan.xml")),
+        ("outbreak", OUTBREAK),
+    ];
+    let probe = || {
+        let mut p = Probe::new();
+        for (name, src) in apps {
+            p.install(name, src, name, &sw_engine, RuntimeOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        p
+    };
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/traces/ndpi_synscan.pcap"
+    );
+    let mut src = PcapSource::open(std::path::Path::new(path)).expect("trace opens");
+    let mut frames = Vec::new();
+    while let Some(f) = src.next_frame().expect("trace reads") {
+        frames.push((f.data.to_vec(), f.linktype, f.meta));
+    }
+    let t0 = frames[0].2.ts_ns;
+    // A symptom about the capture's scanner after frame 64, others before
+    // and after it, some older than the packets around them.
+    let messages = |i: usize| -> Vec<Message> {
+        match i {
+            10 => vec![msg("symptom", "s1", "SCAN", "10.0.0.1", t0, 6.0)],
+            64 => vec![
+                msg("symptom", "s1", "SCAN", "172.16.0.8", t0 - SEC, 7.0),
+                msg("symptom", "s2", "SCAN", "10.0.0.2", t0 + 2 * SEC, 9.0),
+            ],
+            700 => vec![msg("symptom", "s3", "SCAN", "10.0.0.3", t0 + 3 * SEC, 8.0)],
+            1500 => vec![msg("other", "s3", "X", "10.0.0.4", t0, 1.0)],
+            _ => vec![],
+        }
+    };
+    let mut one = probe();
+    let mut want = VecSink::default();
+    for (i, (data, lt, meta)) in frames.iter().enumerate() {
+        one.frame(data, *lt, *meta, &mut want);
+        for m in messages(i + 1) {
+            one.message(&m, &mut want);
+        }
+    }
+    one.finish();
+    assert!(
+        want.0
+            .iter()
+            .any(|e| e.app == "peer_watch" && e.topic == "alert"),
+        "the watched scanner is confirmed: {:?}",
+        texts(&want.0)
+    );
+    assert!(want
+        .0
+        .iter()
+        .any(|e| e.app == "outbreak" && e.topic == "alert"));
+    for threads in [2, 3, 4] {
+        let mut par = ParallelProbe::start(probe(), threads);
+        let mut got = VecSink::default();
+        for (i, (data, lt, meta)) in frames.iter().enumerate() {
+            par.frame(data, *lt, *meta, &mut got);
+            for m in messages(i + 1) {
+                par.message(m, &mut got);
+            }
+            if i % 97 == 0 {
+                par.flush(&mut got);
+            }
+        }
+        let (back, _) = par.finish(&mut got).expect("workers");
+        assert_eq!(got.0, want.0, "{threads} threads");
+        assert_eq!(
+            format!("{:?}", back.stats()),
+            format!("{:?}", one.stats()),
+            "{threads} threads"
+        );
+        // (as JSON: `published` is a hash map, its Debug order varies)
+        assert_eq!(
+            serde_json::to_value(back.app_stats()).unwrap(),
+            serde_json::to_value(one.app_stats()).unwrap(),
+            "{threads} threads"
+        );
+    }
+}

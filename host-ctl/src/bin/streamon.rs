@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use streamon_host_ctl::backend::{Backend, DeviceHealth};
 use streamon_host_ctl::live::{self, LiveOptions, LiveSummary};
-use streamon_host_ctl::runner::{FrameTarget, Runner};
+use streamon_host_ctl::runner::{FrameTarget, MessageFeed, Runner};
 use streamon_host_ctl::{replay, tracegen};
 use streamon_microcloud::{
     LiveState, LookupConfig, RespServer, ServerConfig, WriterConfig, WriterStats,
@@ -79,8 +79,9 @@ struct RunArgs {
     #[command(flatten)]
     live: LiveArgs,
     /// Worker threads for the applications (1: all on the reading thread).
-    /// The applications are spread over the workers; events and counters
-    /// are the same at any count (`docs/probe.md`).
+    /// The applications are spread over the workers; frames and
+    /// `--subscribe` messages reach every application in the same order,
+    /// so events and counters are the same at any count (`docs/probe.md`).
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
@@ -157,7 +158,10 @@ struct RunArgs {
 struct LiveArgs {
     /// Capture live from this interface (AF_PACKET, TPACKET_V3 ring)
     /// instead of replaying a file. Stops on Ctrl-C, `--duration` or
-    /// `--count`, then prints the summary with the kernel's drop counters.
+    /// `--count` (and `--idle-exit`, `--max-run`), then prints the summary
+    /// with the kernel's drop counters. With `--subscribe` the messages
+    /// are received on a thread of their own and handed to the
+    /// applications between ring blocks (`docs/capture.md`).
     #[arg(long, value_name = "NAME")]
     iface: Option<String>,
     /// Stop the live capture after this many seconds.
@@ -215,9 +219,11 @@ struct BusArgs {
     #[arg(long = "curve-allow", value_name = "FILE")]
     curve_allow: Vec<PathBuf>,
     /// Subscribe to another probe's publisher (repeat): its events are
-    /// input events of the applications' `<event type="message">`. With
-    /// `@FILE`, the publisher serves CURVE with that public key, and this
-    /// probe authenticates with `--curve-key`.
+    /// input events of the applications' `<event type="message">`, alone,
+    /// between the frames of `--pcap` (every 64) or of `--iface` (between
+    /// ring blocks), at any `--threads`; each runs at the publisher's
+    /// packet time. With `@FILE`, the publisher serves CURVE with that
+    /// public key, and this probe authenticates with `--curve-key`.
     #[arg(long = "subscribe", value_name = "ENDPOINT[@SERVER.pub]")]
     subscribe: Vec<String>,
     /// Messages queued per publisher before libzmq drops them
@@ -225,10 +231,11 @@ struct BusArgs {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     subscribe_hwm: i32,
     /// With `--subscribe`: stop once no message has come for this long,
-    /// after the first one (default: keep listening).
+    /// after the first one (default: keep listening). With `--iface`: no
+    /// frame and no message, after the first of either.
     #[arg(long, value_name = "SECONDS")]
     idle_exit: Option<f64>,
-    /// With `--subscribe`: stop after this long in all.
+    /// With `--subscribe` or `--iface`: stop after this long in all.
     #[arg(long, value_name = "SECONDS")]
     max_run: Option<f64>,
 }
@@ -365,12 +372,6 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         .context("choosing the metric engine")?;
     let health = DeviceHealth::default();
     let engine = args.backend.factory(health.clone());
-    if !args.bus.subscribe.is_empty() && (args.threads > 1 || args.live.iface.is_some()) {
-        eprintln!(
-            "streamon: error: --subscribe runs the applications on the reading thread, on a capture file or on messages alone: not with --threads above 1 or --iface"
-        );
-        return Ok(ExitCode::from(2));
-    }
     let store = match &args.redis {
         None => None,
         Some(url) => Some(
@@ -429,7 +430,7 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         }
     }
     let live_opts = match &args.live.iface {
-        Some(iface) => Some(live_options(iface, &args.live)?),
+        Some(iface) => Some(live_options(iface, &args.live, &args.bus)?),
         None => None,
     };
     let mut bus = match bus_side::BusSide::open(&args.bus, &args.probe_id, &probe) {
@@ -487,13 +488,27 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
         probe_id: &args.probe_id,
     };
     let mut live_summary: Option<LiveSummary> = None;
+    // Ctrl-C and SIGTERM raise the flag where the run would otherwise not
+    // end by itself (a live capture, subscriptions); the loops see it
+    // within one poll and stop cleanly, with the summary. A second signal
+    // ends the process at once.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if live_opts.is_some() || inbox.is_some() {
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+                .context("installing a signal handler")?;
+            signal_hook::flag::register(sig, stop.clone())
+                .context("installing a signal handler")?;
+        }
+    }
     let result: Result<()> = match (&args.pcap, &live_opts) {
         (Some(pcap), _) => {
-            // A chained probe (one thread: checked above) takes the
-            // messages received meanwhile every few packets.
+            // A chained probe takes the messages received meanwhile every
+            // few packets: they enter the applications' input there, on
+            // one thread or on several (`docs/probe.md`).
             let mut between = |t: &mut LiveTarget<'_>, s: &mut dyn EventSink| {
-                if let (Some(i), Runner::Single(p)) = (inbox.as_mut(), &mut t.runner) {
-                    i.drain(p, s);
+                if let Some(i) = inbox.as_mut() {
+                    i.drain(t, s);
                 }
             };
             let opts = replay::ReplayOptions {
@@ -505,27 +520,29 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
                 .with_context(|| format!("replaying {}", pcap.display()))
         }
         (None, Some(opts)) => {
-            // Ctrl-C and SIGTERM raise the flag; the capture loop sees it
-            // within one poll (100 ms) and stops cleanly.
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone())
-                    .context("installing a signal handler")?;
-            }
             let mut ready = |iface: &str| eprintln!("capturing on {iface} (Ctrl-C stops)");
-            match live::run_live(&mut runner, opts, &stop, &mut tee, &mut ready) {
+            // The subscriptions receive on a thread of their own while the
+            // capture loop waits on the ring.
+            let feed = inbox.as_mut().and_then(|i| i.background());
+            let r = match live::run_live(&mut runner, opts, &stop, &mut tee, &mut ready, feed) {
                 Ok(s) => {
                     live_summary = Some(s);
                     Ok(())
                 }
                 Err(e) => Err(anyhow::Error::from(e).context("live capture")),
+            };
+            // What the subscriber thread still had goes in after the last
+            // frame; the run ends with the capture.
+            match inbox.as_mut() {
+                Some(i) => r.and(i.end_background(&mut runner, &mut tee)),
+                None => r,
             }
         }
         // Messages alone (clap requires --pcap, --iface or --subscribe).
         (None, None) => Ok(()),
     };
-    let result = match (result, inbox.as_mut(), &mut runner.runner) {
-        (Ok(()), Some(i), Runner::Single(p)) => i.receive_rest(p, &mut tee),
+    let result = match (result, inbox.as_mut(), &live_opts) {
+        (Ok(()), Some(i), None) => i.receive_rest(&mut runner, &mut tee, &stop),
         (r, ..) => r,
     };
     let finished = runner.runner.finish(&mut tee);
@@ -588,7 +605,7 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
-fn live_options(iface: &str, args: &LiveArgs) -> Result<LiveOptions> {
+fn live_options(iface: &str, args: &LiveArgs, bus: &BusArgs) -> Result<LiveOptions> {
     let filter = match &args.bpf {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -600,11 +617,21 @@ fn live_options(iface: &str, args: &LiveArgs) -> Result<LiveOptions> {
         }
         None => None,
     };
-    let duration = match args.duration {
-        Some(d) if d.is_finite() && d > 0.0 => Some(std::time::Duration::from_secs_f64(d)),
-        Some(d) => bail!("--duration {d}: give a positive number of seconds"),
-        None => None,
+    let secs = |what: &str, d: Option<f64>| match d {
+        Some(d) if d.is_finite() && d > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(d))),
+        Some(d) => bail!("{what} {d}: give a positive number of seconds"),
+        None => Ok(None),
     };
+    // With a live capture `--max-run` is another `--duration` (the
+    // earlier wins) and `--idle-exit` counts frames as well as messages.
+    let duration = match (
+        secs("--duration", args.duration)?,
+        secs("--max-run", bus.max_run)?,
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let idle = secs("--idle-exit", bus.idle_exit)?;
     Ok(LiveOptions {
         iface: iface.to_string(),
         config: streamon_capture::CaptureConfig {
@@ -614,6 +641,7 @@ fn live_options(iface: &str, args: &LiveArgs) -> Result<LiveOptions> {
         },
         duration,
         count: args.count,
+        idle,
         write_pcap: args.write_pcap.clone(),
     })
 }
@@ -695,10 +723,26 @@ fn demo(
 /// Where a chained probe's messages come from (the `bus` feature's
 /// subscriptions).
 trait MessageSource {
-    /// Hands the messages received so far to `probe`, without waiting.
-    fn drain(&mut self, probe: &mut Probe, sink: &mut dyn EventSink);
-    /// After the capture (or without one): receives until told to stop.
-    fn receive_rest(&mut self, probe: &mut Probe, sink: &mut dyn EventSink) -> Result<()>;
+    /// Hands the messages received so far to `target`, without waiting.
+    fn drain(&mut self, target: &mut dyn FrameTarget, sink: &mut dyn EventSink);
+    /// After the capture file (or without one): receives until
+    /// `--idle-exit`/`--max-run` or a signal.
+    fn receive_rest(
+        &mut self,
+        target: &mut dyn FrameTarget,
+        sink: &mut dyn EventSink,
+        signal: &std::sync::atomic::AtomicBool,
+    ) -> Result<()>;
+    /// A live capture starts: receive on a thread of their own, into the
+    /// feed the capture loop drains.
+    fn background(&mut self) -> Option<&mut dyn MessageFeed>;
+    /// The live capture ended: stop that thread and hand what it queued
+    /// to `target`.
+    fn end_background(
+        &mut self,
+        target: &mut dyn FrameTarget,
+        sink: &mut dyn EventSink,
+    ) -> Result<()>;
 }
 
 /// Hands every event to two sinks (the event writer and the publisher).
@@ -737,6 +781,17 @@ impl FrameTarget for LiveTarget<'_> {
         if let (Some(view), Runner::Single(p)) = (self.live, &self.runner) {
             p.serve_live(view, self.probe_id);
         }
+    }
+
+    fn message(&mut self, m: streamon_probe::Message, sink: &mut dyn EventSink) {
+        self.runner.message(m, sink);
+        if let (Some(view), Runner::Single(p)) = (self.live, &self.runner) {
+            p.serve_live(view, self.probe_id);
+        }
+    }
+
+    fn flush(&mut self, sink: &mut dyn EventSink) {
+        self.runner.flush(sink);
     }
 
     fn idle(&mut self) {
@@ -916,8 +971,11 @@ mod bus_side {
     use std::time::Duration;
 
     use anyhow::Context;
+    use std::sync::atomic::AtomicBool;
     use streamon_bus::{PayloadFormat, Publisher};
-    use streamon_host_ctl::net::{self, Inbox, PublishSpec, StopWhen, SubscribeSpec};
+
+    use streamon_host_ctl::net::{self, Inbox, InboxThread, PublishSpec, StopWhen, SubscribeSpec};
+    use streamon_host_ctl::runner::{FrameTarget, MessageFeed};
     use streamon_probe::{EventSink, Probe};
 
     use super::{BusArgs, MessageSource, WireFormat};
@@ -937,24 +995,52 @@ mod bus_side {
 
     /// The subscriptions and when to stop listening.
     pub struct Receiver {
-        inbox: Inbox,
+        /// `None` while `thread` has it (a live capture).
+        inbox: Option<Inbox>,
+        thread: Option<InboxThread>,
         stop: StopWhen,
     }
 
     impl MessageSource for Receiver {
-        fn drain(&mut self, probe: &mut Probe, sink: &mut dyn EventSink) {
+        fn drain(&mut self, target: &mut dyn FrameTarget, sink: &mut dyn EventSink) {
             // A receive error (a closed context) only ends the listening;
             // it is reported by `receive_rest`.
-            let _ = self.inbox.drain(probe, sink, net::DRAIN_BATCH);
+            if let Some(i) = &mut self.inbox {
+                let _ = i.drain(target, sink, net::DRAIN_BATCH);
+            }
         }
 
         fn receive_rest(
             &mut self,
-            probe: &mut Probe,
+            target: &mut dyn FrameTarget,
+            sink: &mut dyn EventSink,
+            signal: &AtomicBool,
+        ) -> anyhow::Result<()> {
+            let Some(i) = &mut self.inbox else {
+                return Ok(());
+            };
+            net::receive_until(i, target, sink, self.stop, signal)
+                .context("receiving from subscriptions")
+        }
+
+        fn background(&mut self) -> Option<&mut dyn MessageFeed> {
+            if let Some(i) = self.inbox.take() {
+                self.thread = Some(i.spawn(net::THREAD_QUEUE));
+            }
+            self.thread.as_mut().map(|t| t as &mut dyn MessageFeed)
+        }
+
+        fn end_background(
+            &mut self,
+            target: &mut dyn FrameTarget,
             sink: &mut dyn EventSink,
         ) -> anyhow::Result<()> {
-            net::receive_until(&mut self.inbox, probe, sink, self.stop)
-                .context("receiving from subscriptions")
+            let Some(t) = self.thread.take() else {
+                return Ok(());
+            };
+            let (inbox, result) = t.stop(target, sink);
+            self.inbox = inbox;
+            result.context("receiving from subscriptions")
         }
     }
 
@@ -998,7 +1084,8 @@ mod bus_side {
                         .map_err(|e| failed(e, "subscribing".into()))?;
                 let secs = |s: Option<f64>| s.map(|s| Duration::from_secs_f64(s.max(0.0)));
                 Some(Receiver {
-                    inbox,
+                    inbox: Some(inbox),
+                    thread: None,
                     stop: StopWhen {
                         idle: secs(args.idle_exit),
                         total: secs(args.max_run),
@@ -1057,23 +1144,26 @@ mod bus_side {
         }
 
         pub fn print_summary(&self, err: &mut dyn Write) {
-            if let Some(r) = &self.inbox {
-                let st = r.inbox.stats();
+            if let Some(inbox) = self.inbox.as_ref().and_then(|r| r.inbox.as_ref()) {
+                let st = inbox.stats();
                 let _ = writeln!(err, "messages delivered {}", st.delivered);
+                if st.queue_dropped > 0 {
+                    let _ = writeln!(err, "messages dropped (queue full) {}", st.queue_dropped);
+                }
                 for (reason, n) in &st.refused {
                     let _ = writeln!(err, "messages refused ({reason}) {n}");
                 }
                 if let Some(e) = &st.last_refused {
                     let _ = writeln!(err, "  last refused: {e}");
                 }
-                for (ep, s) in r.inbox.subscriber_stats() {
+                for (ep, s) in inbox.subscriber_stats() {
                     let _ = writeln!(err, "subscribed to {ep}:");
                     let _ = writeln!(err, "  received         {}", s.received);
                     let _ = writeln!(err, "  malformed        {}", s.malformed);
                     let _ = writeln!(err, "  oversized        {}", s.oversized);
                     let _ = writeln!(err, "  lost (seq gaps)  {}", s.lost);
                 }
-                for (ep, e) in r.inbox.last_malformed() {
+                for (ep, e) in inbox.last_malformed() {
                     let _ = writeln!(err, "  last malformed from {ep}: {e}");
                 }
             }
@@ -1097,10 +1187,9 @@ mod bus_side {
 
         pub fn stats_json(&self) -> serde_json::Value {
             let mut v = serde_json::json!({});
-            if let Some(r) = &self.inbox {
-                let st = r.inbox.stats();
-                let subs: Vec<serde_json::Value> = r
-                    .inbox
+            if let Some(inbox) = self.inbox.as_ref().and_then(|r| r.inbox.as_ref()) {
+                let st = inbox.stats();
+                let subs: Vec<serde_json::Value> = inbox
                     .subscriber_stats()
                     .into_iter()
                     .map(|(ep, s)| {
@@ -1115,6 +1204,7 @@ mod bus_side {
                     .collect();
                 v["inbox"] = serde_json::json!({
                     "delivered": st.delivered,
+                    "queue_dropped": st.queue_dropped,
                     "refused": st.refused,
                     "subscriptions": subs,
                 });
