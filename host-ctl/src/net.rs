@@ -431,7 +431,9 @@ pub fn receive_until(
     signal: &AtomicBool,
 ) -> Result<(), NetError> {
     let start = Instant::now();
-    let mut last = None::<Instant>;
+    // Messages already came (between the frames of a capture file): the
+    // idle time counts from now.
+    let mut last = (inbox.stats.delivered > 0 || !inbox.stats.refused.is_empty()).then_some(start);
     loop {
         let now = Instant::now();
         if signal.load(Ordering::Relaxed) {
