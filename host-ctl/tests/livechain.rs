@@ -106,12 +106,7 @@ fn check_messages(stats: &serde_json::Value, sent: u64, what: &str) {
         sent,
         "{what}: received + lost = sent\n{stats}"
     );
-    let refused: u64 = inbox["refused"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(n)
-        .sum();
+    let refused: u64 = inbox["refused"].as_object().unwrap().values().map(n).sum();
     assert_eq!(
         n(&inbox["delivered"]) + n(&inbox["queue_dropped"]) + refused,
         received,
@@ -242,11 +237,13 @@ fn live_chained(bed: &Testbed, tag: &str, threads: u16, stop: Stop) -> LiveChain
 #[test]
 fn a_live_probe_correlates_its_own_link_with_a_peers_symptoms() {
     if !is_root() {
-        eprintln!("a_live_probe_correlates_its_own_link_with_a_peers_symptoms: skipped: needs root");
+        eprintln!(
+            "a_live_probe_correlates_its_own_link_with_a_peers_symptoms: skipped: needs root"
+        );
         return;
     }
     let bed = Testbed::new("C").expect("testbed");
-    let frames = streamon_packet::pcap::PcapSource::open(&trace("ndpi_synscan.pcap"))
+    let frames = streamon_packet::pcap::PcapSource::open(trace("ndpi_synscan.pcap"))
         .map(|mut s| {
             let mut k = 0u64;
             while s.next_frame().expect("trace reads").is_some() {
@@ -274,8 +271,16 @@ fn a_live_probe_correlates_its_own_link_with_a_peers_symptoms() {
         assert_eq!(n(&run.stats["probe"]["packets"]), n(&c["frames"]));
         assert_eq!(run.messages_sent, 1);
         check_messages(&run.stats, run.messages_sent, &what);
-        assert!(run.stderr.contains("messages delivered 1"), "{}", run.stderr);
-        assert!(run.stderr.contains("--- live capture ---"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("messages delivered 1"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("--- live capture ---"),
+            "{}",
+            run.stderr
+        );
         check_confirmed(&run.events, &run.host, &what);
         // Live packet times differ between runs; what the applications
         // decided, and on which packet, does not.
@@ -302,7 +307,11 @@ fn pcap_chained(threads: u16) -> (Vec<u8>, serde_json::Value, String) {
     let dir = scratch(&format!("pcap{threads}"));
     let endpoint = format!("ipc://{}", dir.join("site1.sock").display());
     let fifo = dir.join("input.pcap");
-    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap().success();
+    let ok = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "mkfifo");
     let events = dir.join("out.jsonl");
     let stats = dir.join("out.json");
