@@ -64,10 +64,14 @@ struct Outcome {
 }
 
 fn run(backend: &Backend, capture: &str) -> Outcome {
+    run_apps(backend, capture, APPS)
+}
+
+fn run_apps(backend: &Backend, capture: &str, apps: &[&str]) -> Outcome {
     let health = DeviceHealth::default();
     let factory = backend.factory(health.clone());
     let mut probe = Probe::new();
-    for app in APPS {
+    for app in apps {
         let (path, source) = test_app(app);
         probe
             .install(
@@ -110,6 +114,16 @@ fn run(backend: &Backend, capture: &str) -> Outcome {
 }
 
 fn assert_same(capture: &str, backend: &Backend, want: &Outcome, got: &Outcome) {
+    assert_same_apps(capture, backend, want, got, APPS)
+}
+
+fn assert_same_apps(
+    capture: &str,
+    backend: &Backend,
+    want: &Outcome,
+    got: &Outcome,
+    apps: &[&str],
+) {
     if got.events != want.events {
         let (w, g) = (
             String::from_utf8_lossy(&want.events),
@@ -136,7 +150,7 @@ fn assert_same(capture: &str, backend: &Backend, want: &Outcome, got: &Outcome) 
             assert_eq!(
                 g, w,
                 "{capture}: {backend} app {} metric {m} state",
-                APPS[app]
+                apps[app]
             );
         }
     }
@@ -169,6 +183,34 @@ fn sim_and_sim_nic_give_the_same_events_as_sw_on_real_captures() {
     assert!(lines >= 500, "only {lines} events in all");
     assert!(alerts >= 2, "only {alerts} alerts");
     assert!(evicting >= 2, "only {evicting} captures evicted");
+}
+
+/// The catch-up rule of periodic timeouts (`docs/probe.md`, "Time jumps")
+/// is the runtime's, above the engine: a report left armed across the
+/// 7.9-year jump of `ndpi_bittorrent_utp.pcap`, reading and resetting
+/// metrics in every report, gives the same events, counters (skipped
+/// firings included) and metric state on every backend.
+#[test]
+fn a_periodic_report_across_an_eight_year_jump_is_the_same_on_every_backend() {
+    let capture = "ndpi_bittorrent_utp.pcap";
+    let apps = &["periodic_report"];
+    let want = run_apps(&Backend::Sw, capture, apps);
+    let stats = &want.stats[0][1];
+    let skipped = stats["timeouts_skipped"]
+        .as_u64()
+        .expect("timeouts_skipped");
+    let fired = stats["timeouts_fired"].as_u64().expect("timeouts_fired");
+    assert!(skipped > 200_000_000, "the jump is skipped: {stats}");
+    assert!(fired > 0 && fired < 10_000, "and bounded: {stats}");
+    let text = String::from_utf8(want.events.clone()).expect("UTF-8");
+    assert!(
+        text.matches("\"topic\":\"report\"").count() as u64 == fired,
+        "every firing reports: {text}"
+    );
+    for backend in [Backend::Sim, Backend::SimNic] {
+        let got = run_apps(&backend, capture, apps);
+        assert_same_apps(capture, &backend, &want, &got, apps);
+    }
 }
 
 fn refusal(backend: &Backend, app: &str, source: &str) -> String {
