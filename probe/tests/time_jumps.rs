@@ -374,3 +374,82 @@ proptest! {
         prop_assert_eq!(stats.time_backwards, back);
     }
 }
+
+/// A program whose states `s1`…`sk` each have a timeout (`ms[i]`) and a
+/// `next_state` (`next[i]`: 0 is `idle`, the initial state, else `s<n>`):
+/// any shape of chains and cycles. A packet publishes the code of the
+/// state it finds; in `idle` it enters `s1`.
+fn state_graph(ms: &[u64], next: &[usize]) -> String {
+    let name = |n: usize| {
+        if n == 0 {
+            "idle".to_string()
+        } else {
+            format!("s{n}")
+        }
+    };
+    let mut x = String::from("<streamon>\n  <statedef id=\"idle\" code=\"0\"/>\n");
+    for (i, (t, n)) in ms.iter().zip(next).enumerate() {
+        x += &format!(
+            "  <statedef id=\"s{}\" code=\"{}\" timeout=\"{}\" next_state=\"{}\"/>\n",
+            i + 1,
+            i + 1,
+            *t as f64 / 1000.0,
+            name(*n)
+        );
+    }
+    x += "  <event type=\"packet\" selector=\"proto udp\" primary-key=\"ip_src\">\n";
+    x += "    <state id=\"idle\"><condition expression=\"true\" next_state=\"s1\" \
+          action='Publish(seen, \"%state.code\")'/></state>\n";
+    for i in 1..=ms.len() {
+        x += &format!(
+            "    <state id=\"s{i}\"><post-condition-action do='Publish(seen, \"%state.code\")'/></state>\n"
+        );
+    }
+    x + "  </event>\n</streamon>"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// State expiries computed past the limit (laps of a cycle by
+    /// arithmetic) give the state, and the number of expiries, that
+    /// expiring one by one gives, for any graph of state timeouts.
+    #[test]
+    fn computed_expiries_equal_expiring_one_by_one(
+        graph in prop::collection::vec((100u64..3000, 0usize..5), 1..5),
+        gaps_ms in prop::collection::vec(
+            prop_oneof![0u64..20_000, 1_000_000u64..20_000_000],
+            1..6,
+        ),
+    ) {
+        let k = graph.len();
+        let ms: Vec<u64> = graph.iter().map(|g| g.0).collect();
+        let next: Vec<usize> = graph.iter().map(|g| g.1 % (k + 1)).collect();
+        let mut times = vec![T0];
+        for g in &gaps_ms {
+            times.push(times.last().unwrap() + g * 1_000_000);
+        }
+        let pkts: Vec<_> = times.iter().map(|&t| (t, A)).collect();
+        let (events, stats, _) = run(&state_graph(&ms, &next), &pkts);
+
+        // One expiry at a time, with the program's rounding of seconds.
+        let ns: Vec<u64> = ms.iter().map(|&t| ((t as f64 / 1000.0) * 1e9) as u64).collect();
+        let (mut cur, mut entered, mut expiries) = (0usize, 0u64, 0u64);
+        let mut want = Vec::new();
+        for &now in &times {
+            while cur != 0 && entered + ns[cur - 1] <= now {
+                entered += ns[cur - 1];
+                cur = next[cur - 1];
+                expiries += 1;
+            }
+            want.push(cur.to_string());
+            if cur == 0 {
+                cur = 1;
+                entered = now;
+            }
+        }
+        let seen: Vec<String> = events.iter().map(|e| e.text.clone()).collect();
+        prop_assert_eq!(seen, want);
+        prop_assert_eq!(stats.state_expiries + stats.state_expiries_skipped, expiries);
+    }
+}
