@@ -491,4 +491,85 @@ mod with_bus {
         // raised the outbreak.
         assert_eq!(sink.0.len(), 1, "{:?}", sink.0);
     }
+
+    /// The subscriber thread of a live capture (`Inbox::spawn`): a flood
+    /// while the capture loop takes nothing overflows its bounded queue;
+    /// every message sent is delivered, dropped at the queue, or lost at
+    /// libzmq's high-water marks, each counted.
+    #[test]
+    fn a_flood_at_the_subscriber_thread_is_bounded_and_counted() {
+        use streamon_host_ctl::net::{Inbox, SubscribeSpec};
+        use streamon_probe::{sw_engine, EventSink, OutputEvent, Probe, RuntimeOptions, VecSink};
+
+        let mut probe = Probe::new();
+        let app = std::fs::read_to_string(root().join("apps/outbreak.xml")).unwrap();
+        probe
+            .install(
+                "outbreak",
+                &app,
+                "outbreak.xml",
+                &sw_engine,
+                RuntimeOptions::default(),
+            )
+            .unwrap();
+        let mut p = streamon_bus::Publisher::bind(&{
+            let mut c = streamon_bus::PublisherConfig::new("flooder");
+            c.endpoint = "tcp://127.0.0.1:*".into();
+            c.format = streamon_bus::PayloadFormat::Json;
+            c.sndhwm = 100;
+            c
+        })
+        .unwrap();
+        let inbox = Inbox::connect(
+            &[SubscribeSpec {
+                endpoint: p.endpoint().into(),
+                server_key: None,
+            }],
+            &probe.message_topics(),
+            None,
+            Some(100),
+        )
+        .unwrap();
+        assert_eq!(p.wait_subscriptions(1, Duration::from_secs(30)).unwrap(), 1);
+        let mut thread = inbox.spawn(16);
+        let ev = |n: u64| OutputEvent {
+            ts: 1_700_000_000_000_000_000 + n,
+            app: "scan".into(),
+            topic: "symptom".into(),
+            code: "SCAN".into(),
+            key: "10.0.0.1".into(),
+            key_fields: vec![(
+                "ip_src".into(),
+                format!("10.0.{}.{}", n / 256 % 256, n % 256),
+            )],
+            ..OutputEvent::default()
+        };
+        let n = 20_000u64;
+        for i in 0..n {
+            p.emit(&ev(i));
+        }
+        // Let the thread receive what reaches it, then one more event to
+        // reveal libzmq's drops at the end of the flood (a seq gap).
+        std::thread::sleep(Duration::from_secs(2));
+        p.emit(&ev(n));
+        std::thread::sleep(Duration::from_secs(1));
+        let mut sink = VecSink::default();
+        let before_stop = thread.drain_queue(&mut probe, &mut sink, 1024);
+        assert!(
+            before_stop <= 16,
+            "the queue holds at most 16: {before_stop}"
+        );
+        let (inbox, result) = thread.stop(&mut probe, &mut sink);
+        result.unwrap();
+        let inbox = inbox.expect("the thread gives the inbox back");
+        let st = inbox.stats();
+        let sub = &inbox.subscriber_stats()[0].1;
+        assert_eq!(sub.received + sub.lost, n + 1, "{st:?} {sub:?}");
+        assert_eq!(st.delivered + st.queue_dropped, sub.received, "{st:?}");
+        assert!(
+            st.queue_dropped > 0,
+            "a 16-message queue overflowed: {st:?}"
+        );
+        assert_eq!(probe.stats().messages, st.delivered);
+    }
 }

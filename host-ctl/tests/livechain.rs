@@ -16,7 +16,8 @@
 //!   - replays a capture file from a FIFO written only once the symptom
 //!     has arrived (a defined place for the message: the first drain
 //!     point, after frame 64) at `--threads 1` and `--threads 4`: the
-//!     same events byte for byte and the same counters.
+//!     same events byte for byte and the same counters;
+//! * a probe on messages alone stops on SIGINT with its summary.
 //!
 //! The endpoints are `ipc://` files: they reach into the namespace, where
 //! the loopback of the host is not.
@@ -374,4 +375,47 @@ fn capture_file_and_messages_give_the_same_events_at_1_and_4_threads() {
         .find(|e| e["app"] == "peer_watch" && e["topic"] == "alert")
         .unwrap();
     assert!(n(&alert["packet_no"]) > 64, "{alert}");
+}
+
+/// A probe on messages alone listens until Ctrl-C, then stops cleanly with
+/// its summary and counters (before, SIGINT killed it without either).
+#[test]
+fn sigint_ends_a_subscribed_probe_with_its_summary() {
+    let dir = scratch("sigint");
+    let endpoint = format!("ipc://{}", dir.join("nobody.sock").display());
+    let stats = dir.join("stats.json");
+    let mut child = Command::new(BIN)
+        .args(["run", "--app"])
+        .arg(app("outbreak.xml"))
+        .args(["--subscribe", &endpoint, "--threads", "2"])
+        .arg("--stats-json")
+        .arg(&stats)
+        .arg("--events")
+        .arg(dir.join("out.jsonl"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let got = err.read_line(&mut line).expect("stderr reads");
+        assert!(got > 0, "streamon exited before listening");
+        if line.starts_with("listening for messages") {
+            break;
+        }
+    }
+    let ok = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "SIGINT delivered");
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).expect("stderr reads");
+    let status = child.wait().expect("streamon exits");
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("--- summary ---"), "{rest}");
+    assert!(rest.contains("messages delivered 0"), "{rest}");
+    assert_eq!(n(&json(&stats)["bus"]["inbox"]["delivered"]), 0);
 }

@@ -539,7 +539,10 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             }
         }
         // Messages alone (clap requires --pcap, --iface or --subscribe).
-        (None, None) => Ok(()),
+        (None, None) => {
+            eprintln!("listening for messages (Ctrl-C stops)");
+            Ok(())
+        }
     };
     let result = match (result, inbox.as_mut(), &live_opts) {
         (Ok(()), Some(i), None) => i.receive_rest(&mut runner, &mut tee, &stop),
