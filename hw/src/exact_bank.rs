@@ -117,6 +117,19 @@ impl<const AB: usize, const NB: usize, const W: usize> ExactBank<AB, NB, W> {
     /// (`regmap::exact_bank`) and decay-table writes in page `page`
     /// (`regmap::exact_page`).
     pub fn new(base: usize, page: usize) -> Self {
+        Self::with_table(base, page, true)
+    }
+
+    /// A bank for ExactCounter only: no decay table (its [`LutRam`] is
+    /// [`LutRam::absent`], reading zero), so no 2048 × 17-bit memory and
+    /// no decay logic after constant propagation. Installing it in
+    /// ExactEwma mode gives wrong answers; a pipeline of such banks clears
+    /// ExactEwma from its capability bitmap so hosts never do.
+    pub fn counters_only(base: usize, page: usize) -> Self {
+        Self::with_table(base, page, false)
+    }
+
+    fn with_table(base: usize, page: usize, table: bool) -> Self {
         assert_eq!(NB, 1 << AB, "NB must be 2^AB");
         assert!((1..=8).contains(&W), "1..=8 ways");
         ExactBank {
@@ -138,7 +151,11 @@ impl<const AB: usize, const NB: usize, const W: usize> ExactBank<AB, NB, W> {
             dump_word: Default::default(),
             dump_data: Default::default(),
             slots: std::array::from_fn(|_| RAM::new(Default::default())),
-            factors: Default::default(),
+            factors: if table {
+                Default::default()
+            } else {
+                LutRam::absent()
+            },
             ewma: Default::default(),
             fwd: std::array::from_fn(|_| Default::default()),
             log2_buckets: Default::default(),

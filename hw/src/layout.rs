@@ -55,6 +55,9 @@ pub const SIM: Layout = Layout {
 /// (its 455-bit slots fill 29 of the 32 `SB_RAM40_4K` of an HX8K)
 /// and one global. No detector: a detector bank's k = 16 bit decoders over
 /// a 512-bit block alone exceed an iCE40's logic (docs/hardware.md).
+/// Its exact bank is built counters-only ([`Pipeline::with_exact_ewma`]
+/// `(false)`: no ExactEwma decay table, which an iCE40 could only hold in
+/// flip-flops).
 pub type Ice40Pipeline = Pipeline<0, 1, 2, 1, 7, 128, 1, 1, 0, 4, 16, 1>;
 /// [`Ice40Pipeline`]'s layout.
 pub const ICE40: Layout = Layout {
@@ -114,6 +117,16 @@ pub fn verilog_of<
     generate_verilog(&p)
 }
 
+/// [`verilog_of`] for [`Ice40Pipeline`], counters-only as inside the iCE40
+/// top.
+pub fn ice40_pipeline_verilog() -> String {
+    let mut p = Ice40Pipeline::with_exact_ewma(false);
+    connect_ports(&mut p);
+    p.connect_all();
+    check_all(&p).expect("pipeline passes RustHDL's checks");
+    generate_verilog(&p)
+}
+
 /// Marks the pipeline's top-level inputs as driven (by the harness).
 pub fn connect_ports<
     const NV: usize,
@@ -157,12 +170,13 @@ pub fn ice40_top_verilog() -> String {
 
 /// Verilog of a named layout: `sim`, `synth16`, `synth-one` (bare
 /// pipelines), `ice40`
-/// (the serialising top), `ice40-pipeline` (its pipeline, bare).
+/// (the serialising top), `ice40-pipeline` (its pipeline, bare, counters-only
+/// as in the top).
 pub fn verilog_for(name: &str) -> Option<String> {
     Some(match name {
         "sim" => verilog_of::<2, 3, 8, 3, 4, 16, 4, 1, 2, 6, 64, 4>(),
         "ice40" => ice40_top_verilog(),
-        "ice40-pipeline" => verilog_of::<0, 1, 2, 1, 7, 128, 1, 1, 0, 4, 16, 1>(),
+        "ice40-pipeline" => ice40_pipeline_verilog(),
         // One bank of each kind at synth16's sizes: the configuration the
         // report synthesises when synth16 itself does not finish in time.
         "synth-one" => verilog_of::<1, 7, 128, 1, 10, 1024, 4, 1, 0, 4, 16, 1>(),

@@ -7,6 +7,11 @@
 //! this leaf memory, written through the configuration bus at install and
 //! read combinationally. Hand-written Verilog, as the style guide allows
 //! for leaf memories; the Rust `update` is the simulation model.
+//!
+//! A `LutRam` built with [`LutRam::absent`] has no storage: it reads zero
+//! and ignores writes. It stands for a table a layout leaves out (an exact
+//! bank meant for counters only, e.g. on an iCE40, which has no
+//! asynchronous-read RAM and turns a 2048-word table into flip-flops).
 
 use rust_hdl::prelude::*;
 use std::collections::BTreeMap;
@@ -31,10 +36,26 @@ pub struct LutRam<D: Synth, const N: usize> {
     /// Write strobe.
     pub write_enable: Signal<In, Bit>,
     _sim: BTreeMap<Bits<N>, D>,
+    _absent: bool,
+}
+
+impl<D: Synth, const N: usize> LutRam<D, N> {
+    /// A memory with no storage: reads zero, ignores writes, and its
+    /// Verilog is a constant.
+    pub fn absent() -> Self {
+        LutRam {
+            _absent: true,
+            ..Default::default()
+        }
+    }
 }
 
 impl<D: Synth, const N: usize> Logic for LutRam<D, N> {
     fn update(&mut self) {
+        if self._absent {
+            self.read_data.next = D::default();
+            return;
+        }
         if self.write_clock.pos_edge() && self.write_enable.val() {
             self._sim
                 .insert(self.write_address.val(), self.write_data.val());
@@ -50,6 +71,16 @@ impl<D: Synth, const N: usize> Logic for LutRam<D, N> {
     }
 
     fn hdl(&self) -> Verilog {
+        if self._absent {
+            return Verilog::Custom(
+                "\
+always @(*) begin
+   read_data = 0;
+end
+"
+                .into(),
+            );
+        }
         Verilog::Custom(format!(
             "\
 reg[{d}:0] mem[{last}:0];
@@ -88,9 +119,13 @@ mod tests {
     }
 
     fn bench() -> Bench {
+        bench_with(Default::default())
+    }
+
+    fn bench_with(mem: LutRam<Bits<17>, 4>) -> Bench {
         let mut b = Bench {
             clock: Default::default(),
-            mem: Default::default(),
+            mem,
         };
         b.mem.read_address.connect();
         b.mem.write_address.connect();
@@ -103,6 +138,39 @@ mod tests {
     #[test]
     fn lut_ram_is_synthesizable() {
         yosys_validate("lut_ram", &generate_verilog(&bench())).unwrap();
+    }
+
+    /// An absent table has no memory in its Verilog and synthesizes.
+    #[test]
+    fn absent_lut_ram_is_synthesizable_and_has_no_memory() {
+        let v = generate_verilog(&bench_with(LutRam::absent()));
+        assert!(!v.contains("mem["), "no storage expected:\n{v}");
+        yosys_validate("lut_ram_absent", &v).unwrap();
+    }
+
+    /// An absent table reads zero whatever was written.
+    #[test]
+    fn absent_lut_ram_reads_zero() {
+        let mut sim = Simulation::new();
+        sim.add_clock(5, |x: &mut Box<Bench>| x.clock.next = !x.clock.val());
+        sim.add_testbench(move |mut sim: Sim<Bench>| {
+            let mut x = sim.init()?;
+            for a in 0..16u64 {
+                x.mem.write_enable.next = true;
+                x.mem.write_address.next = a.into();
+                x.mem.write_data.next = (0x10000 | (a * 3 + 1)).into();
+                wait_clock_cycle!(sim, clock, x);
+            }
+            x.mem.write_enable.next = false;
+            for a in [3u64, 15, 0] {
+                x.mem.read_address.next = a.into();
+                x = sim.wait(1, x)?;
+                sim_assert_eq!(sim, x.mem.read_data.val().to_u64(), 0, x);
+            }
+            sim.done(x)
+        });
+        sim.run(Box::new(bench_with(LutRam::absent())), 1000)
+            .unwrap();
     }
 
     /// Writes land on the clock edge and only with the strobe; reads see

@@ -27,6 +27,10 @@ use rust_hdl::prelude::*;
 /// ExactCounter 6, ExactEwma 7).
 pub const CAPABILITIES: u64 = 1 << 1 | 1 << 2 | 1 << 5 | 1 << 6 | 1 << 7;
 
+/// The capability bitmap of a pipeline whose exact banks carry no decay
+/// table ([`Pipeline::with_exact_ewma`]`(false)`): ExactEwma cleared.
+pub const CAPABILITIES_NO_EXACT_EWMA: u64 = CAPABILITIES & !(1 << 7);
+
 /// Clocks from an op's input clock (counted) to its result on
 /// `out_result`: five registered stages.
 pub const LATENCY: u64 = 5;
@@ -147,6 +151,14 @@ impl<
 {
     /// Builds the pipeline (all metrics uninstalled).
     pub fn new() -> Self {
+        Self::with_exact_ewma(true)
+    }
+
+    /// Builds the pipeline; with `exact_ewma` false its exact banks are
+    /// [`ExactBank::counters_only`] (no decay table: ExactCounter only) and
+    /// `caps` lacks ExactEwma ([`CAPABILITIES_NO_EXACT_EWMA`]). For small
+    /// FPGAs, where the table cannot be distributed RAM.
+    pub fn with_exact_ewma(exact_ewma: bool) -> Self {
         assert!(
             NV <= 16 && NE <= regmap::MAX_EXACT_BANKS && NG <= 16 && NF <= 16,
             "at most 16 banks of a kind"
@@ -168,7 +180,11 @@ impl<
             hasher: Default::default(),
             vd: std::array::from_fn(|i| VdBank::new(regmap::vd_bank(i))),
             exact: std::array::from_fn(|i| {
-                ExactBank::new(regmap::exact_bank(i), regmap::exact_page(i))
+                if exact_ewma {
+                    ExactBank::new(regmap::exact_bank(i), regmap::exact_page(i))
+                } else {
+                    ExactBank::counters_only(regmap::exact_bank(i), regmap::exact_page(i))
+                }
             }),
             global: std::array::from_fn(|i| GlobalBank::new(regmap::global_bank(i))),
             decay: std::array::from_fn(|i| DecayBank::new(regmap::df_bank(i), regmap::df_page(i))),
@@ -201,7 +217,14 @@ impl<
             out_r: Default::default(),
             dump_sel: Default::default(),
             one16: Constant::new(1u64.into()),
-            cap_bits: Constant::new(CAPABILITIES.into()),
+            cap_bits: Constant::new(
+                if exact_ewma {
+                    CAPABILITIES
+                } else {
+                    CAPABILITIES_NO_EXACT_EWMA
+                }
+                .into(),
+            ),
             entry2: Default::default(),
             supported: Default::default(),
             pre: Default::default(),

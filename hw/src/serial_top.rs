@@ -10,6 +10,11 @@
 //! keys hash as if their later bytes were zero). Constant zero key bits let
 //! synthesis drop most of the H3 unit and of the key registers.
 //!
+//! Its exact bank is counters-only (`Pipeline::with_exact_ewma(false)`): an
+//! iCE40 has no asynchronous-read RAM, and the ExactEwma decay table
+//! (2048 × 17 bits, read combinationally) became 34,816 flip-flops, ten
+//! times an HX8K. So this top serves ExactCounter, not ExactEwma.
+//!
 //! The pipeline inside still takes one op per clock; the wrapper only limits
 //! how fast ops can be fed from outside (one per `FRAME_BYTES + 1` clocks),
 //! so place-and-route timing is that of the pipeline's own paths.
@@ -87,7 +92,7 @@ impl SerialTop {
             tx: Default::default(),
             tx_valid: Default::default(),
             tx_shift: Default::default(),
-            pipe: Ice40Pipeline::new(),
+            pipe: Ice40Pipeline::with_exact_ewma(false),
             rx_q: Default::default(),
             rx_valid_q: Default::default(),
             cmd_q: Default::default(),
@@ -162,6 +167,46 @@ mod tests {
     #[test]
     fn serial_top_is_synthesizable() {
         yosys_validate("serial_top", &generate_verilog(&top())).unwrap();
+    }
+
+    /// A small pipeline, both ways: its `caps` output and whether its
+    /// Verilog holds the exact bank's 2048-word decay table.
+    fn caps_and_table(exact_ewma: bool) -> (u64, bool) {
+        type Small = crate::pipeline::Pipeline<0, 1, 2, 1, 2, 4, 1, 1, 0, 4, 16, 1>;
+        let build = || {
+            let mut p = Small::with_exact_ewma(exact_ewma);
+            crate::layout::connect_ports(&mut p);
+            p.connect_all();
+            p
+        };
+        let table = generate_verilog(&build()).contains("mem[2047:0]");
+        let caps = Arc::new(Mutex::new(0u64));
+        let seen = caps.clone();
+        let mut sim = Simulation::new();
+        sim.add_clock(5, |x: &mut Box<Small>| x.clock.next = !x.clock.val());
+        sim.add_testbench(move |mut sim: Sim<Small>| {
+            let mut x = sim.init()?;
+            wait_clock_cycle!(sim, clock, x);
+            *seen.lock().unwrap() = x.caps.val().to_u64();
+            sim.done(x)
+        });
+        sim.run(Box::new(build()), 100).unwrap();
+        let c = *caps.lock().unwrap();
+        (c, table)
+    }
+
+    /// The iCE40 top's exact bank has no decay table, and a counters-only
+    /// pipeline says so in its capability bitmap; the default pipeline keeps
+    /// both.
+    #[test]
+    fn counters_only_pipeline_drops_the_table_and_the_capability() {
+        assert_eq!(caps_and_table(true), (crate::pipeline::CAPABILITIES, true));
+        assert_eq!(
+            caps_and_table(false),
+            (crate::pipeline::CAPABILITIES_NO_EXACT_EWMA, false)
+        );
+        assert_eq!(crate::pipeline::CAPABILITIES_NO_EXACT_EWMA & 1 << 7, 0);
+        assert!(!crate::layout::ice40_top_verilog().contains("mem[2047:0]"));
     }
 
     /// A frame: the first `FRAME_BYTES` of a 64-byte record.
