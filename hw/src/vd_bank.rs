@@ -101,8 +101,10 @@ pub struct VdBank<const AB: usize, const NB: usize> {
     remaining: Signal<Local, Bits<5>>,
     mask: Signal<Local, Bits<512>>,
     missing: Signal<Local, Bit>,
-    new0: Signal<Local, Bits<32>>,
-    new1: Signal<Local, Bits<32>>,
+    // Bits newly set per filter: at most 16 (k ≤ 16), so 5 bits; as 32-bit
+    // counters they were 16 conditional 32-bit adders each (≈ 4k LUTs).
+    new0: Signal<Local, Bits<5>>,
+    new1: Signal<Local, Bits<5>>,
     z0: Signal<Local, Bits<32>>,
     z1: Signal<Local, Bits<32>>,
     m: Signal<Local, Bits<32>>,
@@ -282,8 +284,8 @@ impl<const AB: usize, const NB: usize> Logic for VdBank<AB, NB> {
             }
             self.gi.next = self.gi.val() + self.stride.val();
         }
-        self.z0.next = self.zeros0.q.val() - self.new0.val();
-        self.z1.next = self.zeros1.q.val() - self.new1.val();
+        self.z0.next = self.zeros0.q.val() - bit_cast::<32, 5>(self.new0.val());
+        self.z1.next = self.zeros1.q.val() - bit_cast::<32, 5>(self.new1.val());
         // Swap: dd = zeros of the detecting filter after the insert.
         if self.learning.q.val() {
             self.dd.next = self.z0.val();
