@@ -124,10 +124,13 @@ impl Subscriber {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
-            let ready = self
-                .socket
-                .poll(zmq::POLLIN, ms)
-                .map_err(|e| BusError::Zmq("poll", e))?;
+            let ready = match self.socket.poll(zmq::POLLIN, ms) {
+                Ok(n) => n,
+                // A signal (Ctrl-C for a probe that handles it) is no
+                // error: the caller looks at its flag and comes back.
+                Err(zmq::Error::EINTR) => return Ok(None),
+                Err(e) => return Err(BusError::Zmq("poll", e)),
+            };
             if ready == 0 {
                 return Ok(None);
             }
@@ -146,7 +149,7 @@ impl Subscriber {
         loop {
             let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
                 Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => return Ok(None),
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(None),
                 Err(e) => return Err(BusError::Zmq("recv", e)),
             };
             let bytes: usize = frames.iter().map(Vec::len).sum();
@@ -175,15 +178,19 @@ impl Subscriber {
     }
 
     /// Waits until one of `subs` has a message queued, at most `timeout`;
-    /// `Ok(false)` when none came.
+    /// `Ok(false)` when none came, or when a signal interrupted the wait
+    /// (the caller checks its stop flag and waits again).
     pub fn wait_any(subs: &[Subscriber], timeout: Duration) -> Result<bool, BusError> {
         let mut items: Vec<zmq::PollItem<'_>> = subs
             .iter()
             .map(|s| s.socket.as_poll_item(zmq::POLLIN))
             .collect();
         let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
-        let n = zmq::poll(&mut items, ms).map_err(|e| BusError::Zmq("poll", e))?;
-        Ok(n > 0)
+        match zmq::poll(&mut items, ms) {
+            Ok(n) => Ok(n > 0),
+            Err(zmq::Error::EINTR) => Ok(false),
+            Err(e) => Err(BusError::Zmq("poll", e)),
+        }
     }
 
     fn track_seq(&mut self, probe: &str, topic: &str, seq: u64) {

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use streamon_bus::{Payload, Subscriber, SubscriberConfig};
 use streamon_capture::testbed::{is_root, Testbed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_streamon");
@@ -157,6 +158,16 @@ fn live_chained(bed: &Testbed, tag: &str, threads: u16, stop: Stop) -> LiveChain
     let endpoint = format!("ipc://{}", dir.join("site1.sock").display());
     let events = dir.join("live.jsonl");
     let stats = dir.join("live.json");
+    // The second probe publishes too: the test sees from its `log` event
+    // that the symptom has reached the applications before it sends the
+    // packets (libzmq retries the connection until the socket exists).
+    let own = format!("ipc://{}", dir.join("site2.sock").display());
+    let mut watch = Subscriber::connect(&SubscriberConfig {
+        endpoints: vec![own.clone()],
+        topics: vec!["log".into()],
+        ..Default::default()
+    })
+    .expect("subscriber");
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/var/run/netns/{}", bed.netns))
         .arg(BIN)
@@ -168,6 +179,8 @@ fn live_chained(bed: &Testbed, tag: &str, threads: u16, stop: Stop) -> LiveChain
         .arg(app("scan_symptom.xml"))
         .args(["--iface", &bed.rx, "--threads", &threads.to_string()])
         .args(["--subscribe", &endpoint])
+        .args(["--publish", &own, "--publish-format", "json"])
+        .args(["--wait-subscribers", "1", "--wait-timeout", "60"])
         .arg("--events")
         .arg(&events)
         .arg("--stats-json")
@@ -206,8 +219,19 @@ fn live_chained(bed: &Testbed, tag: &str, threads: u16, stop: Stop) -> LiveChain
     assert_eq!(symptoms.len(), 1, "{symptoms:?}");
     let host = symptoms[0]["key"].as_str().unwrap().to_string();
     // The message crosses a local socket and the subscriber thread's queue
-    // to the capture loop, which takes it at its next empty poll (5 ms).
-    std::thread::sleep(Duration::from_secs(2));
+    // to the capture loop, which takes it at its next empty poll (5 ms);
+    // peer_watch then logs the host it watches.
+    let watching = watch
+        .recv_timeout(Duration::from_secs(60))
+        .expect("receiving")
+        .expect("peer_watch logs the reported host within 60 s");
+    let Payload::Record(r) = &watching.payload else {
+        panic!("{watching:?}")
+    };
+    assert_eq!(
+        (r.app.as_str(), r.key.as_str()),
+        ("peer_watch", host.as_str())
+    );
     let replayed = bed
         .replay(&trace("ndpi_synscan.pcap"), &["--pps=20000"])
         .expect("tcpreplay");
@@ -336,7 +360,9 @@ fn pcap_chained(threads: u16) -> (Vec<u8>, serde_json::Value, String) {
         .unwrap();
     let (symptoms, sent) = publish(&dir, &endpoint, None);
     assert_eq!(symptoms.len(), 1, "{symptoms:?}");
-    std::thread::sleep(Duration::from_secs(1));
+    // The symptom crosses a local socket into the subscriber's queue (the
+    // publisher sent it long before it exited).
+    std::thread::sleep(Duration::from_secs(2));
     // Opening the FIFO for writing releases the replay.
     std::fs::write(&fifo, std::fs::read(trace("ndpi_synscan.pcap")).unwrap()).unwrap();
     let out = second.wait_with_output().unwrap();
