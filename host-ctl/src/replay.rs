@@ -1,6 +1,7 @@
 //! Replaying a trace file through a probe.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use streamon_packet::pcap::{CaptureError, PcapSource};
 use streamon_probe::{EventSink, Probe};
@@ -16,6 +17,8 @@ pub struct ReplaySummary {
     pub bytes: u64,
     /// Timeouts still armed at the end (they would fire after the trace).
     pub pending_timeouts: usize,
+    /// [`ReplayOptions::stop`] was raised before the end of the file.
+    pub stopped: bool,
 }
 
 /// Progress callback: `(frames so far, bytes so far)`, called every 4096
@@ -75,6 +78,9 @@ pub struct ReplayOptions<'a, T: ?Sized> {
     /// the target and the sink (a chained probe hands it the messages
     /// received meanwhile).
     pub between: Option<Between<'a, T>>,
+    /// Checked every [`BETWEEN_EVERY`] frames: once raised (Ctrl-C of a
+    /// probe that also listens to subscriptions), the replay ends there.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 impl<T: ?Sized> Default for ReplayOptions<'_, T> {
@@ -82,6 +88,7 @@ impl<T: ?Sized> Default for ReplayOptions<'_, T> {
         ReplayOptions {
             start_time_ns: None,
             between: None,
+            stop: None,
         }
     }
 }
@@ -116,6 +123,10 @@ pub fn replay_frames_with<T: FrameTarget + ?Sized>(
         if summary.frames % BETWEEN_EVERY == 0 {
             if let Some(b) = opts.between.as_mut() {
                 b(target, sink);
+            }
+            if opts.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                summary.stopped = true;
+                break;
             }
         }
     }

@@ -493,7 +493,8 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
     // within one poll and stop cleanly, with the summary. A second signal
     // ends the process at once.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if live_opts.is_some() || inbox.is_some() {
+    let signals = live_opts.is_some() || inbox.is_some();
+    if signals {
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
                 .context("installing a signal handler")?;
@@ -514,9 +515,19 @@ fn run_trace(args: RunArgs) -> Result<ExitCode> {
             let opts = replay::ReplayOptions {
                 start_time_ns: args.start_time,
                 between: Some(&mut between),
+                // With subscriptions Ctrl-C is handled: it ends the replay
+                // too, not only the listening after it.
+                stop: signals.then_some(&*stop),
             };
             replay::replay_frames_with(&mut runner, pcap, &mut tee, &mut progress, opts)
-                .map(|_| ())
+                .map(|s| {
+                    if s.stopped {
+                        eprintln!(
+                            "streamon: replay stopped by a signal after {} frames",
+                            s.frames
+                        );
+                    }
+                })
                 .with_context(|| format!("replaying {}", pcap.display()))
         }
         (None, Some(opts)) => {
