@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 root=..
 traces=$root/../shared/traces
 c=corpus
-mkdir -p $c/{app_parser,packet_parser,pcap_reader,bus_wire,control_proto,resp_parser,bpf_filter,app_payloads,ctl_http,capture_block,curve_key}
+mkdir -p $c/{app_parser,packet_parser,pcap_reader,bus_wire,control_proto,resp_parser,bpf_filter,app_payloads,ctl_http,capture_block,curve_key,ctl_store}
 
 # app_parser: the shipped applications and the language test programs.
 cp $root/apps/*.xml $c/app_parser/
@@ -121,4 +121,9 @@ def block(status, n):
 open(f"{out}/plain", "wb").write(block(1, 2))
 open(f"{out}/vlan", "wb").write(block(1 | 16 | 64, 1))
 PY
+# ctl_store: an events.jsonl as the controller writes it, and one whose
+# last line a crash cut.
+ev() { printf '{"id":%d,"received_ms":1764400000000,"probe":"p1","app":"dns","topic":"%s","key":"10.0.0.1","code":"A1","level":"LOW","text":"NXDOMAIN é","state_to":"suspect","ts":1700000000123456789,"seq":%d,"features":{"nxd_count":17.0}}\n' "$1" "$2" "$1"; }
+{ ev 1 alert; ev 2 log; ev 3 critical; } > $c/ctl_store/events
+{ ev 1 alert; ev 2 log; ev 3 alert | head -c 60; } > $c/ctl_store/cut
 echo "seeded: $(for d in $c/*; do printf '%s=%s ' "${d#$c/}" "$(ls $d | wc -l)"; done)"

@@ -165,17 +165,21 @@ impl EventStore {
         if events.exists() {
             let f = File::open(&events).map_err(io(&events))?;
             let mut r = BufReader::new(f);
-            let mut line = String::new();
+            // Bytes, not `String`: a crash can cut a line inside a UTF-8
+            // character, and that line must be a counted corrupt line, not
+            // an I/O error that stops the controller from starting.
+            let mut line = Vec::new();
             let mut offset = 0u64;
             loop {
                 line.clear();
-                let n = r.read_line(&mut line).map_err(io(&events))?;
+                let n = r.read_until(b'\n', &mut line).map_err(io(&events))?;
                 if n == 0 {
                     break;
                 }
-                ends_with_newline = line.ends_with('\n');
-                match serde_json::from_str::<StoredEvent>(line.trim_end()) {
-                    Ok(ev) if ev.id > last_id => {
+                ends_with_newline = line.ends_with(b"\n");
+                match serde_json::from_slice::<StoredEvent>(line.trim_ascii_end()) {
+                    // The last id leaves room for the next one.
+                    Ok(ev) if ev.id > last_id && ev.id < u64::MAX => {
                         last_id = ev.id;
                         if ev.id % INDEX_STRIDE == 1 {
                             index.push((ev.id, offset));
@@ -186,7 +190,7 @@ impl EventStore {
                         }
                         push_bounded(&mut loaded.recent, ev, RECENT_EVENTS);
                     }
-                    _ if line.trim().is_empty() => {}
+                    _ if line.trim_ascii().is_empty() => {}
                     _ => {
                         counters.corrupt_lines.fetch_add(1, Ordering::Relaxed);
                     }
@@ -312,9 +316,10 @@ impl StoreReader {
         let mut f = File::open(&events).map_err(io(&events))?;
         f.seek(SeekFrom::Start(start)).map_err(io(&events))?;
         let mut out = Vec::new();
-        for line in BufReader::new(f).lines() {
+        // Split on bytes: a corrupt line (not UTF-8) is skipped, as at open.
+        for line in BufReader::new(f).split(b'\n') {
             let line = line.map_err(io(&events))?;
-            if let Ok(ev) = serde_json::from_str::<StoredEvent>(&line) {
+            if let Ok(ev) = serde_json::from_slice::<StoredEvent>(&line) {
                 if ev.id >= from_id {
                     out.push(ev);
                     if out.len() == limit {
@@ -385,4 +390,66 @@ fn writer(rx: Receiver<StoredEvent>, file: File, mut idx: File, c: &StoreCounter
     }
     let _ = out.flush();
     let _ = out.get_ref().sync_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u64, text: &str) -> String {
+        let ev = StoredEvent {
+            id,
+            received_ms: 1,
+            probe: "p1".into(),
+            app: "dns".into(),
+            topic: "alert".into(),
+            key: "k".into(),
+            code: "A1".into(),
+            level: "LOW".into(),
+            text: text.into(),
+            state_to: "suspect".into(),
+            ts: 2,
+            seq: id,
+            features: BTreeMap::new(),
+        };
+        serde_json::to_string(&ev).unwrap()
+    }
+
+    /// Found by the `ctl_store` fuzz target: a line cut inside a UTF-8
+    /// character (a crash mid-write) made `open` fail with "stream did not
+    /// contain valid UTF-8", so the controller would not start, and
+    /// `read_from` failed the same way.
+    #[test]
+    fn a_line_cut_inside_a_character_is_a_corrupt_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cut = event(2, "é");
+        let at = cut.find('é').unwrap() + 1;
+        let mut file = format!("{}\n", event(1, "a")).into_bytes();
+        file.extend_from_slice(&cut.as_bytes()[..at]);
+        file.push(b'\n');
+        file.extend_from_slice(format!("{}\n", event(3, "b")).as_bytes());
+        fs::write(dir.path().join("events.jsonl"), &file).unwrap();
+        let (mut store, loaded) = EventStore::open(dir.path(), 4).unwrap();
+        let ids: Vec<u64> = loaded.recent.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 3]);
+        assert_eq!(store.counters.corrupt_lines.load(Ordering::Relaxed), 1);
+        let read = store.read_handle().read_from(1, 10).unwrap();
+        assert_eq!(read.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(store.append(loaded.recent[0].clone()).id, 4);
+        store.close();
+    }
+
+    /// Seen while writing the `ctl_store` target: an event with id
+    /// `u64::MAX` left no id for the next one (`last_id + 1` overflowed).
+    #[test]
+    fn an_id_that_leaves_no_next_id_is_a_corrupt_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!("{}\n{}\n", event(5, "a"), event(u64::MAX, "b"));
+        fs::write(dir.path().join("events.jsonl"), file).unwrap();
+        let (mut store, loaded) = EventStore::open(dir.path(), 4).unwrap();
+        assert_eq!(loaded.recent.len(), 1);
+        assert_eq!(store.counters.corrupt_lines.load(Ordering::Relaxed), 1);
+        assert_eq!(store.append(loaded.recent[0].clone()).id, 6);
+        store.close();
+    }
 }
