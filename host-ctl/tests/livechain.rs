@@ -192,7 +192,7 @@ fn live_chained(bed: &Testbed, tag: &str, threads: u16, stop: Stop) -> LiveChain
             cmd.args(["--count", &c.to_string()]);
         }
         Stop::Idle => {
-            cmd.args(["--idle-exit", "5"]);
+            cmd.args(["--idle-exit", "8"]);
         }
     }
     let mut child: Child = cmd
