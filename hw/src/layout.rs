@@ -30,23 +30,30 @@ pub struct Layout {
     pub df_rows: usize,
 }
 
-/// The layout the Verilator model (`streamon-sim`) is built with: small
-/// banks, so equivalence tests see collisions, swaps and evictions, and a
-/// small model, so Verilator builds it quickly. The exact banks take 2^4
-/// buckets, the smallest table the application language can declare
-/// (`size` 4..=24), so applications can run on the model.
-pub type SimPipeline = Pipeline<2, 3, 8, 3, 4, 16, 4, 1, 2, 6, 64, 4>;
+/// The layout the Verilator model (`streamon-sim`) is built with, sized so
+/// the shipped applications' hardware metrics fit (`apps/ddos.xml`,
+/// `apps/conficker.xml`, `apps/p2p.xml`): 4 detectors of up to 2^20 bits
+/// per filter (the language's default `size`) and 4 decaying filters of up
+/// to 4 rows × 2^17 cells (the default `tewma`: `size` 17, `nhash` 4).
+/// Decaying-filter cells sit in RAM with epoch tags (no flip-flop per
+/// cell), so their size costs the model memory, not logic. Runtime sizes
+/// may be smaller, so equivalence tests still install small structures
+/// (collisions, swaps, evictions). The exact banks take 2^4 buckets × 4
+/// ways, the smallest table the application language can declare (`size`
+/// 4..=24): their slots are 455 bits wide and their per-bucket valid bits
+/// flip-flops, and a dump reads every slot word, so they stay small.
+pub type SimPipeline = Pipeline<4, 11, 2048, 3, 4, 16, 4, 1, 4, 17, 131072, 4>;
 /// [`SimPipeline`]'s layout.
 pub const SIM: Layout = Layout {
     name: "sim",
-    vd_banks: 2,
-    vd_block_bits: 3,
+    vd_banks: 4,
+    vd_block_bits: 11,
     exact_banks: 3,
     exact_bucket_bits: 4,
     exact_ways: 4,
     global_banks: 1,
-    df_banks: 2,
-    df_cell_bits: 6,
+    df_banks: 4,
+    df_cell_bits: 17,
     df_rows: 4,
 };
 
@@ -174,7 +181,7 @@ pub fn ice40_top_verilog() -> String {
 /// as in the top).
 pub fn verilog_for(name: &str) -> Option<String> {
     Some(match name {
-        "sim" => verilog_of::<2, 3, 8, 3, 4, 16, 4, 1, 2, 6, 64, 4>(),
+        "sim" => verilog_of::<4, 11, 2048, 3, 4, 16, 4, 1, 4, 17, 131072, 4>(),
         "ice40" => ice40_top_verilog(),
         "ice40-pipeline" => ice40_pipeline_verilog(),
         // One bank of each kind at synth16's sizes: the configuration the

@@ -111,8 +111,8 @@ pub const fn dump_slot_word(b: u32, w: u32, j: u32) -> u32 {
     DUMP_MEM | b << 7 | w << 4 | j
 }
 
-/// Decaying-filter memory word `j` (0: count, 1: tick) of cell `c` of row
-/// `r`.
+/// Decaying-filter memory word `j` (0: count, 1: tick) of cell `c` (< 2^18)
+/// of row `r` (< 16).
 pub const fn dump_df_word(r: u32, c: u32, j: u32) -> u32 {
-    DUMP_MEM | r << 16 | c << 1 | j
+    DUMP_MEM | r << 19 | c << 1 | j
 }

@@ -168,7 +168,7 @@ fn the_model_claims_what_it_implements() {
         "a kind outside the bitmap is refused"
     );
     let big = MetricPlan::install(MetricSpec::VariationDetector {
-        log2_bits: 20,
+        log2_bits: 21,
         hashes: 8,
     })
     .unwrap();
@@ -184,9 +184,10 @@ fn the_model_claims_what_it_implements() {
         })
         .unwrap()
     };
-    assert!(SimEngine::new(&[tewma(6, 4)]).is_ok());
+    // The shipped applications' default `tewma` (2^17 cells x 4 rows).
+    assert!(SimEngine::new(&[tewma(17, 4), tewma(17, 4), tewma(17, 4), tewma(17, 4)]).is_ok());
     assert!(
-        SimEngine::new(&[tewma(7, 4)]).is_err(),
+        SimEngine::new(&[tewma(18, 4)]).is_err(),
         "a decaying filter with more cells than its bank is refused"
     );
     assert!(
@@ -194,9 +195,45 @@ fn the_model_claims_what_it_implements() {
         "a decaying filter with more rows than its bank is refused"
     );
     assert!(
-        SimEngine::new(&[tewma(4, 1), tewma(4, 1), tewma(4, 1)]).is_err(),
+        SimEngine::new(&vec![tewma(4, 1); 5]).is_err(),
         "more decaying filters than banks are refused"
     );
+}
+
+/// The decaying filters' clear is an epoch bump plus one swept cell per
+/// clear (`hw/src/decay_bank.rs`); the epoch counter has as many bits as
+/// the bank's cell address (17 in this layout, whatever the installed
+/// size), so it wraps every 2^17 clears. Keys written, then exactly 2^17
+/// clears, one more, and 2^17 − 1 more, each followed by reads and writes
+/// of the same keys: without the sweep, counts written one wrap earlier
+/// would read back.
+#[test]
+fn decaying_filter_clears_past_the_epoch_wrap_are_exact() {
+    let plans = [MetricPlan::install(MetricSpec::DecayingFilter {
+        log2_cells: 6,
+        rows: 4,
+        tau: TimeConstant { tau_ns: 3e7 },
+    })
+    .unwrap()];
+    let mut sw = SwEngine::new(&plans);
+    let mut sim = SimEngine::new(&plans).unwrap();
+    let mut ts = 5_000_000_000u64;
+    let mut ops = Vec::new();
+    let mut touch = |ops: &mut Vec<Op>, round: u32| {
+        for k in 0..40u32 {
+            ts += 1_000;
+            let kind = [OpKind::Get, OpKind::AddGet, OpKind::Add][(k % 3) as usize];
+            ops.push(Op::new(0, kind, &k.to_le_bytes(), k + round, ts).unwrap());
+        }
+    };
+    touch(&mut ops, 0);
+    for (round, clears) in [1u32 << 17, 1, (1 << 17) - 1].into_iter().enumerate() {
+        ops.extend((0..clears).map(|_| Op::new(0, OpKind::Clear, &[], 0, 0).unwrap()));
+        touch(&mut ops, round as u32 + 1);
+    }
+    if let Err(e) = compare(&mut sw, &mut sim, &ops) {
+        panic!("{e}");
+    }
 }
 
 proptest! {
