@@ -170,6 +170,19 @@ impl Publisher {
         })
     }
 
+    /// How long dropping the publisher may wait for events still queued
+    /// for connected subscribers (libzmq's linger). Bound with 0: a drop
+    /// discards them, so the last events of a run can be lost while `sent`
+    /// counts them and no subscriber sees a gap. A probe ending a run sets
+    /// a bounded wait, so a slow or gone subscriber delays the exit by at
+    /// most `wait`.
+    pub fn set_linger(&mut self, wait: Duration) -> Result<(), BusError> {
+        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+        self.socket
+            .set_linger(ms)
+            .map_err(|e| BusError::Zmq("set linger", e))
+    }
+
     /// The bound endpoint, with the port libzmq chose for `:*`
     /// (`tcp://127.0.0.1:41233`).
     pub fn endpoint(&self) -> &str {

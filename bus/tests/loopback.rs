@@ -327,3 +327,45 @@ fn curve_refuses_unauthorised_key_and_plain_client() {
     // The plain client fails the handshake (mechanism mismatch) before ZAP.
     assert!(a.handshake_failures >= 2, "{a:?}");
 }
+
+/// Events still queued when a publisher is dropped reach a connected
+/// subscriber within the linger (bound with 0, a drop discarded them: the
+/// last events of a run were lost with no seq gap after them to tell).
+#[test]
+fn events_queued_at_the_end_survive_the_drop_within_the_linger() {
+    let mut c = PublisherConfig::new("probe1");
+    c.endpoint = "tcp://127.0.0.1:*".into();
+    c.format = PayloadFormat::Json;
+    c.sndhwm = 100_000;
+    let mut p = Publisher::bind(&c).unwrap();
+    let mut s = Subscriber::connect(&SubscriberConfig {
+        endpoints: vec![p.endpoint().into()],
+        rcvhwm: Some(100_000),
+        ..Default::default()
+    })
+    .unwrap();
+    join(&mut p, &mut s, "log");
+    p.set_linger(Duration::from_secs(10)).unwrap();
+    // 40 MB: far more than the socket buffers hold, so most of it is still
+    // in libzmq's queue when the publisher goes.
+    let mut ev = event("log", 0);
+    ev.text = "x".repeat(8192);
+    let n = 5_000u64;
+    for i in 0..n {
+        ev.packet_no = i + 1;
+        p.emit(&ev);
+    }
+    assert_eq!(p.stats().send_drops, 0);
+    let dropper = std::thread::spawn(move || drop(p));
+    let mut last = 0;
+    let mut received = 0u64;
+    while let Some(d) = s.recv_timeout(Duration::from_secs(5)).unwrap() {
+        if let Payload::Record(r) = d.payload {
+            last = r.packet_no;
+            received += 1;
+        }
+    }
+    dropper.join().unwrap();
+    assert_eq!((received, last), (n, n), "{:?}", s.stats());
+    assert_eq!(s.stats().lost, 0);
+}

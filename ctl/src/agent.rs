@@ -169,13 +169,16 @@ impl Agent {
         proto::check_name(&config.probe_id).map_err(CtlError::Config)?;
         let mut subscribers = vec![config.controller_key];
         subscribers.extend(config.extra_subscribers.iter().copied());
-        let publisher = Publisher::bind(&PublisherConfig {
+        let mut publisher = Publisher::bind(&PublisherConfig {
             endpoint: config.events_bind.clone(),
             probe_id: config.probe_id.clone(),
             format: PayloadFormat::Json,
             sndhwm: streamon_bus::DEFAULT_SNDHWM,
             curve: Some((config.keys.clone(), subscribers)),
         })?;
+        // A stopping agent lets its last events reach the controller, for
+        // a bounded time.
+        publisher.set_linger(std::time::Duration::from_secs(2))?;
         let events_endpoint = config
             .events_advertise
             .clone()

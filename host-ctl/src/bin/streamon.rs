@@ -209,6 +209,10 @@ struct BusArgs {
     /// How long `--wait-subscribers` waits at most, in seconds.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     wait_timeout: f64,
+    /// At the end of the run, wait at most this long for published events
+    /// still queued for connected subscribers (0 drops them at once).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    publish_linger: f64,
     /// CurveZMQ: this probe's secret key file (`NAME.key`, with `NAME.pub`
     /// beside it). With `--publish`, only `--curve-allow` keys may
     /// subscribe.
@@ -1120,10 +1124,16 @@ mod bus_side {
                         curve_key: args.curve_key.clone(),
                         curve_allow: args.curve_allow.clone(),
                     };
-                    let p = net::open_publisher(&spec).map_err(|e| {
+                    let mut p = net::open_publisher(&spec).map_err(|e| {
                         OpenError::Failed(
                             anyhow::Error::new(e).context(format!("publishing on {endpoint}")),
                         )
+                    })?;
+                    p.set_linger(Duration::from_secs_f64(
+                        args.publish_linger.clamp(0.0, 3600.0),
+                    ))
+                    .map_err(|e| {
+                        OpenError::Failed(anyhow::Error::new(e).context("--publish-linger"))
                     })?;
                     eprintln!("publishing on {}", p.endpoint());
                     Some(p)
