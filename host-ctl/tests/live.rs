@@ -20,7 +20,9 @@
 //! The namespace tests need root (CI runs as root); otherwise they print
 //! "skipped: needs root" and return.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -124,32 +126,15 @@ fn live_run(
         .spawn()
         .expect("nsenter starts");
     let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = err.read_line(&mut line).expect("stderr reads");
-        assert!(n > 0, "streamon exited before capturing");
-        if line.starts_with("capturing on") {
-            break;
-        }
-    }
+    common::wait_for_line(&mut err, "capturing on", "capturing");
     let replayed = bed.replay(file, replay_opts).expect("tcpreplay");
     assert_eq!(replayed.failed, 0, "tcpreplay failed to send some frames");
     if let Stop::Signal = stop {
         // Let the last partly filled block time out (10 ms) and be read.
         std::thread::sleep(Duration::from_millis(500));
-        // The shell's builtin `kill` (no procps needed).
-        let ok = Command::new("sh")
-            .args(["-c", &format!("kill -INT {}", child.id())])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "SIGINT delivered");
+        common::interrupt(&child);
     }
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).expect("stderr reads");
-    let status = child.wait().expect("streamon exits");
-    assert!(status.success(), "streamon failed: {rest}");
+    let rest = common::finish(&mut child, &mut err);
     let stats: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&stats).expect("stats written")).expect("stats json");
     LiveRun {

@@ -24,7 +24,9 @@
 
 #![cfg(feature = "bus")]
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -201,15 +203,7 @@ fn live_chained(bed: &Testbed, tag: &str, threads: u16, stop: Stop) -> LiveChain
         .spawn()
         .expect("nsenter starts");
     let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let got = err.read_line(&mut line).expect("stderr reads");
-        assert!(got > 0, "streamon exited before capturing");
-        if line.starts_with("capturing on") {
-            break;
-        }
-    }
+    common::wait_for_line(&mut err, "capturing on", "capturing");
     // The first tier's clock starts now, as a live probe's would.
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -238,17 +232,9 @@ fn live_chained(bed: &Testbed, tag: &str, threads: u16, stop: Stop) -> LiveChain
     assert_eq!(replayed.failed, 0, "tcpreplay failed to send some frames");
     if let Stop::Signal = stop {
         std::thread::sleep(Duration::from_millis(500));
-        let ok = Command::new("sh")
-            .args(["-c", &format!("kill -INT {}", child.id())])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "SIGINT delivered");
+        common::interrupt(&child);
     }
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).expect("stderr reads");
-    let status = child.wait().expect("streamon exits");
-    assert!(status.success(), "streamon failed: {rest}");
+    let rest = common::finish(&mut child, &mut err);
     LiveChained {
         events: lines(&events),
         stats: json(&stats),
@@ -422,25 +408,9 @@ fn sigint_ends_a_subscribed_probe_with_its_summary() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let got = err.read_line(&mut line).expect("stderr reads");
-        assert!(got > 0, "streamon exited before listening");
-        if line.starts_with("listening for messages") {
-            break;
-        }
-    }
-    let ok = Command::new("sh")
-        .args(["-c", &format!("kill -INT {}", child.id())])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "SIGINT delivered");
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).expect("stderr reads");
-    let status = child.wait().expect("streamon exits");
-    assert!(status.success(), "{rest}");
+    common::wait_for_line(&mut err, "listening for messages", "listening");
+    common::interrupt(&child);
+    let rest = common::finish(&mut child, &mut err);
     assert!(rest.contains("--- summary ---"), "{rest}");
     assert!(rest.contains("messages delivered 0"), "{rest}");
     assert_eq!(n(&json(&stats)["bus"]["inbox"]["delivered"]), 0);
@@ -479,12 +449,7 @@ fn sigint_ends_a_subscribed_replay_with_its_summary() {
     w.write_all(&bytes[..bytes.len() / 2]).unwrap();
     w.flush().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let ok = Command::new("sh")
-        .args(["-c", &format!("kill -INT {}", child.id())])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "SIGINT delivered");
+    common::interrupt(&child);
     // The replay sees the flag at its next drain point: give it frames.
     let _ = w.write_all(&bytes[bytes.len() / 2..]);
     drop(w);
